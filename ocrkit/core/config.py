@@ -1,0 +1,256 @@
+"""The one configuration tree.
+
+Precedence, lowest to highest: field defaults < TOML file (``--config``) < ``OCRKIT_*``
+environment variables (``__`` separates nesting levels, e.g. ``OCRKIT_TRAIN__LR=0.01``) <
+command-line flags and ``--set a.b=value``. Each component takes only its own section.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ocrkit.core.errors import ConfigError
+
+ENV_PREFIX = "OCRKIT_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    train: str | None = Field(None, description="training data: ICDAR dir (images/, gts/) or JSON file")
+    val: str | None = Field(None, description="validation data, same formats as train")
+    skip_bad: bool = Field(False, description="warn and skip malformed samples instead of failing")
+    eval_size: tuple[int, int] = Field((736, 1280), description="network input H W for eval/predict")
+    keep_ratio: bool = Field(True, description="eval resize keeps the aspect ratio and pads")
+    pad_multiple: int = Field(32, ge=1, description="padded eval input is a multiple of this")
+    train_size: tuple[int, int] = Field((640, 640), description="training crop H W")
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    num_workers: int = Field(2, ge=0)
+
+    @field_validator("eval_size", "train_size")
+    @classmethod
+    def _positive_multiple_of_32(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if any(s <= 0 or s % 32 for s in v):
+            raise ValueError(f"sizes must be positive multiples of 32, got {list(v)}")
+        return v
+
+
+class ModelConfig(Section):
+    backbone: Literal["resnet18", "resnet50"] = "resnet18"
+    inner_channels: int = Field(256, ge=4, description="FPN lateral width; each level gets 1/4")
+    head_channels: int = Field(64, ge=1, description="hidden width of the P and T heads")
+    base_width: int = Field(64, ge=4, description="ResNet stem width (64 is the standard ResNet)")
+    k: float = Field(50.0, gt=0, description="amplification of the approximate binarization")
+
+    @field_validator("inner_channels")
+    @classmethod
+    def _divisible_by_4(cls, v: int) -> int:
+        if v % 4:
+            raise ValueError(f"must be divisible by 4 (four FPN levels are concatenated), got {v}")
+        return v
+
+
+class MapsConfig(Section):
+    shrink_ratio: float = Field(0.4, gt=0, lt=1)
+    thresh_min: float = Field(0.3, ge=0, le=1)
+    thresh_max: float = Field(0.7, ge=0, le=1)
+    min_text_size: float = Field(8.0, ge=0, description="shorter bbox side below this is ignored")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MapsConfig:
+        if self.thresh_min >= self.thresh_max:
+            raise ValueError("thresh_min must be below thresh_max")
+        return self
+
+
+class LossConfig(Section):
+    alpha: float = Field(5.0, ge=0, description="weight of the probability BCE (DB code: 5)")
+    beta: float = Field(10.0, ge=0, description="weight of the threshold L1")
+    gamma: float = Field(1.0, ge=0, description="weight of the binary-map Dice")
+    ohem_ratio: float = Field(3.0, gt=0, description="hard negatives kept per positive")
+    eps: float = Field(1e-6, gt=0)
+
+
+class PostprocessConfig(Section):
+    mode: Literal["quad", "poly"] = "quad"
+    thresh: float = Field(0.3, gt=0, lt=1, description="binarization threshold on P")
+    box_thresh: float = Field(0.6, ge=0, le=1, description="minimum mean P inside a box")
+    max_candidates: int = Field(1000, ge=1)
+    unclip_ratio: float = Field(1.5, gt=0)
+    min_size: float = Field(3.0, ge=0, description="shorter box side below this is dropped")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.007, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    poly_power: float = Field(0.9, ge=0)
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 0
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_alias(cls, v: Any) -> Any:
+        return {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(str(v), v)
+
+
+class CacheConfig(Section):
+    enabled: bool = True
+    dir: str | None = Field(None, description="store location; default: the per-user cache dir")
+    size_limit_gb: float = Field(4.0, gt=0)
+
+
+class LogConfig(Section):
+    dir: str = Field("runs", description="run directories are created under this")
+    quiet: bool = False
+    tensorboard: bool = True
+
+
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
+
+
+class OcrkitConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    maps: MapsConfig = MapsConfig()
+    loss: LossConfig = LossConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    train: TrainConfig = TrainConfig()
+    cache: CacheConfig = CacheConfig()
+    log: LogConfig = LogConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _toml_path.get()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b=value``; the value is read as a TOML value when it is one, else a string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.01")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def _nest(overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path, value in overrides:
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {'.'.join(path)}: {part} is not a section")
+        node[path[-1]] = value
+    return tree
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        shown = "" if e["type"] == "extra_forbidden" else f" (got {e.get('input')!r})"
+        parts.append(f"{key}: {msg}{shown}")
+    return f"invalid configuration{origin}: " + "; ".join(parts)
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> OcrkitConfig:
+    """Resolve the configuration from every source.
+
+    ``flags`` maps dotted keys to values from dedicated CLI flags (``None`` values are unset
+    flags and are skipped); ``overrides`` are ``--set`` items and win over flags.
+    """
+    pairs: list[tuple[list[str], Any]] = [
+        (key.split("."), value) for key, value in (flags or {}).items() if value is not None
+    ]
+    pairs += [parse_override(item) for item in overrides or []]
+    init = _nest(pairs)
+    path = None
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    token = _toml_path.set(path)
+    try:
+        return OcrkitConfig(**init)
+    except ValidationError as err:
+        origin = f" (from {path}, {ENV_PREFIX}* env or flags)" if path else ""
+        raise ConfigError(_format_validation_error(err, origin)) from None
+    finally:
+        _toml_path.reset(token)
+
+
+def _drop_none(tree: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no null: unset optional values are left out and so read back as their default."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out[key] = _drop_none(value)
+        elif value is not None:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def config_to_toml(cfg: OcrkitConfig) -> str:
+    return tomli_w.dumps(_drop_none(cfg.model_dump(mode="python")))
+
+
+def save_config(cfg: OcrkitConfig, path: str | Path) -> None:
+    target = Path(path)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(config_to_toml(cfg), encoding="utf-8")
+    os.replace(tmp, target)

@@ -1,0 +1,34 @@
+"""The probability / threshold head: upsamples the fused 1/4 map back to full resolution."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class DBHead(nn.Module):
+    """conv3×3+BN+ReLU → deconv 2×2/2 +BN+ReLU → deconv 2×2/2 to one channel of logits.
+
+    The output is 4× the input feature size. It returns logits, not probabilities, so the loss
+    can use BCE-with-logits (stable, and allowed under autocast).
+    """
+
+    def __init__(self, in_channels: int, head_channels: int = 64) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, head_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(head_channels),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(head_channels, head_channels, 2, stride=2),
+            nn.BatchNorm2d(head_channels),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(head_channels, 1, 2, stride=2),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)

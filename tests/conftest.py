@@ -1,0 +1,61 @@
+"""Shared fixtures: the real ICDAR-2015 sample (skipped when absent) and data the tests make."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ocrkit.core.data.formats import write_icdar_gt
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sample_dir() -> Path:
+    return Path(os.environ.get("OCRKIT_SAMPLE_DIR", REPO.parent / "shared" / "data" / "icdar2015_sample"))
+
+
+@pytest.fixture
+def icdar_sample() -> Path:
+    root = sample_dir()
+    if not (root / "images").is_dir() or not (root / "gts").is_dir():
+        pytest.skip(f"ICDAR-2015 sample not found at {root} (set OCRKIT_SAMPLE_DIR to its folder)")
+    return root
+
+
+def random_quad(rng: np.random.Generator, h: int, w: int, min_side: float = 10, max_side: float = 120) -> np.ndarray:
+    """A rotated rectangle, clockwise on screen, somewhere in (or partly outside) the image."""
+    center = (rng.uniform(0, w), rng.uniform(0, h))
+    size = (rng.uniform(min_side, max_side), rng.uniform(min_side * 0.8, max_side / 3))
+    return cv2.boxPoints((center, size, rng.uniform(-90, 90))).astype(np.float32)
+
+
+def make_icdar_dir(root: Path, images: dict[str, tuple[np.ndarray, list[np.ndarray], list[bool]]]) -> Path:
+    """Write ``{stem: (rgb image, polygons, ignore)}`` in ICDAR layout under ``root``."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for stem, (image, polygons, ignore) in images.items():
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        texts = [f"word{i}" for i in range(len(polygons))]
+        write_icdar_gt(root / "gts" / f"gt_{stem}.txt", polygons, texts, ignore)
+    return root
+
+
+@pytest.fixture
+def tiny_icdar(tmp_path: Path) -> Path:
+    """Three small non-square images with axis-aligned and rotated words, one don't-care each."""
+    rng = np.random.default_rng(7)
+    images = {}
+    for i, (h, w) in enumerate([(240, 320), (300, 200), (256, 256)]):
+        image = np.full((h, w, 3), 200, np.uint8)
+        polygons = [
+            np.array([[20, 20], [150, 20], [150, 60], [20, 60]], np.float32) * [w / 320, h / 240],
+            cv2.boxPoints(((w * 0.5, h * 0.7), (w * 0.4, 30), 15.0 * (i - 1))).astype(np.float32),
+            np.array([[5, h - 30], [60, h - 30], [60, h - 10], [5, h - 10]], np.float32),
+        ]
+        for p in polygons[:2]:
+            cv2.fillPoly(image, [p.astype(np.int32)], (20, 20, 20))
+        images[f"img_{i}"] = (image, polygons, [False, False, True])
+    return make_icdar_dir(tmp_path / "tiny", images)
