@@ -38,6 +38,6 @@ def export_maps(
         values = maps[key]
         if key == "thresh":  # show the [thresh_min, thresh_max] range at full contrast
             values = (values - cfg.thresh_min) / (cfg.thresh_max - cfg.thresh_min)
-        overlay = draw_ground_truth(heatmap_overlay(resized, values), scaled_gt, ignore)
+        overlay = draw_ground_truth(heatmap_overlay(resized, values), scaled_gt, ignore, thickness=1)
         written.append(save_png(out_dir / f"{stem}_{key}.png", overlay))
     return written

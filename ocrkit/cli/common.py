@@ -1,0 +1,49 @@
+"""What every command shares: the config options, one-line user errors, output helpers."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from ocrkit.core.config import OcrkitConfig, load_config
+from ocrkit.core.errors import OcrkitError
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (overrides defaults).")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config key: --set train.lr=0.01 (repeatable; wins over all)."),
+]
+
+
+class OcrkitGroup(TyperGroup):
+    """Turns user errors into one line on stderr and a non-zero exit code, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OcrkitError as err:
+            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def install_warning_format() -> None:
+    warnings.showwarning = _one_line_warning
+
+
+def resolve_config(config: Path | None, sets: list[str] | None, **flags: Any) -> OcrkitConfig:
+    """The config every command runs with; ``flags`` are dotted keys from dedicated options."""
+    return load_config(config, sets, {key.replace("__", "."): value for key, value in flags.items()})

@@ -1,0 +1,51 @@
+"""ocrkit maps show | check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
+from ocrkit.cli.eval_cmd import print_metrics
+from ocrkit.core.data.formats import load_dataset
+from ocrkit.core.engine.inspect_maps import export_maps
+from ocrkit.core.engine.label_check import perfect_model_metrics
+
+app = typer.Typer(help="DB label maps: look at them, check what they can represent.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    image: Annotated[Path, typer.Argument(help="Image file.")],
+    gt: Annotated[Path, typer.Option("--gt", help="Its ICDAR ground-truth file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    size: Annotated[tuple[int, int] | None, typer.Option(help="Resize to H W first (default: own size).")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Write the four DB maps as .npz and PNG overlays."""
+    cfg = resolve_config(config, set_)
+    for path in export_maps(image, gt, size, cfg.maps, out):
+        out_console.print(str(path))
+
+
+@app.command("check")
+def check(
+    data: Annotated[Path | None, typer.Option(help="ICDAR dir or JSON file (default: data.val).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Score a perfect model: ground truth → maps → post-processing → metric.
+
+    Anything below 1.0 is lost before training starts (text too small at eval_size, boxes the
+    unclip does not restore).
+    """
+    cfg = resolve_config(config, set_, data__val=str(data) if data else None)
+    if cfg.data.val is None:
+        raise typer.BadParameter("give --data or set data.val")
+    loaded = load_dataset(cfg.data.val, cfg.data.skip_bad)
+    metrics = perfect_model_metrics(loaded.samples, cfg.data, cfg.maps, cfg.postprocess, progress=not json_out)
+    print_metrics(metrics, json_out, title=f"perfect-model ceiling on {cfg.data.val}")

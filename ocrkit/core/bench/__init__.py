@@ -1,0 +1,1 @@
+"""Benchmark runners behind ``ocrkit bench ...``: variants side by side, repeated, medians."""

@@ -1,0 +1,92 @@
+"""``ocrkit bench maps``: production DB maps vs the plain per-edge oracle, per case.
+
+Cases: ``dense`` (100 random rotated quads), ``sparse`` (the real ICDAR-2015 sample, when
+present). Each case runs both implementations in the same process, repeated; medians per image,
+the speed-up, and the largest threshold-map difference (shrink map and masks must be identical).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ocrkit.core.bench.timing import median_seconds
+from ocrkit.core.config import MapsConfig
+from ocrkit.core.data.formats import load_icdar_dir
+from ocrkit.core.geometry.maps import make_db_maps
+from ocrkit.core.geometry.reference_maps import reference_db_maps
+from ocrkit.core.geometry.transform import plan_resize
+
+Polygons = list[tuple[list[np.ndarray], list[bool]]]
+
+
+@dataclass
+class MapsCaseResult:
+    case: str
+    images: int
+    size: tuple[int, int]
+    reference_ms: float
+    production_ms: float
+    speedup: float
+    max_thresh_diff: float
+    binary_maps_identical: bool
+
+
+def random_rotated_quads(n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    h, w = size
+    quads = []
+    for _ in range(n):
+        center = (rng.uniform(0, w), rng.uniform(0, h))
+        box = (rng.uniform(10, 120), rng.uniform(8, 40))
+        quads.append(cv2.boxPoints((center, box, rng.uniform(-90, 90))).astype(np.float32))
+    return quads
+
+
+def dense_case(size: tuple[int, int], images: int, quads: int = 100) -> Polygons:
+    return [(random_rotated_quads(quads, size, seed), [False] * quads) for seed in range(images)]
+
+
+def sparse_case(sample_dir: Path, size: tuple[int, int]) -> Polygons:
+    out = []
+    for sample in load_icdar_dir(sample_dir).samples:
+        transform = plan_resize(cv2.imread(str(sample.image_path)).shape[:2], size, keep_ratio=False)
+        out.append(([transform.forward(p) for p in sample.polygons], sample.ignore))
+    return out
+
+
+def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig, repeats: int) -> MapsCaseResult:
+    h, w = size
+    max_diff, identical = 0.0, True
+    for polygons, ignore in layouts:
+        got = make_db_maps(polygons, ignore, h, w, cfg).as_dict()
+        want = reference_db_maps(polygons, ignore, h, w, cfg)
+        max_diff = max(max_diff, float(np.abs(got["thresh"] - want["thresh"]).max()))
+        identical &= all(np.array_equal(got[k], want[k]) for k in ("shrink", "shrink_mask", "thresh_mask"))
+
+    def run_all(fn):
+        return lambda: [fn(p, i, h, w, cfg) for p, i in layouts]
+
+    reference = median_seconds(run_all(reference_db_maps), repeats) / len(layouts)
+    production = median_seconds(run_all(make_db_maps), repeats) / len(layouts)
+    return MapsCaseResult(
+        case, len(layouts), size, reference * 1e3, production * 1e3, reference / production, max_diff, identical
+    )
+
+
+def run_maps_bench(
+    sample_dir: Path | None, size: tuple[int, int] = (640, 640), images: int = 10, repeats: int = 5,
+    cfg: MapsConfig | None = None,
+) -> list[MapsCaseResult]:
+    cfg = cfg or MapsConfig()
+    results = [compare("dense (100 rotated quads)", dense_case(size, images), size, cfg, repeats)]
+    if sample_dir is not None and (sample_dir / "images").is_dir():
+        results.append(compare("sparse (ICDAR-2015 sample)", sparse_case(sample_dir, size), size, cfg, repeats))
+    return results
+
+
+def results_as_dicts(results: list[MapsCaseResult]) -> list[dict]:
+    return [asdict(r) for r in results]
