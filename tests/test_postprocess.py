@@ -99,6 +99,21 @@ def test_perfect_maps_round_trip_on_made_data(tiny_icdar, eval_size, keep_ratio)
     assert metrics.gt_care == 6 and metrics.hmean >= 0.99
 
 
+@pytest.fixture(scope="module")
+def synth_val(tmp_path_factory):
+    from ocrkit.core.data.synth import generate_synthetic
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic(root, 0, 8, size=(360, 480), seed=11, progress=False)
+    return load_icdar_dir(root / "val").samples
+
+
+@pytest.mark.parametrize("eval_size, keep_ratio", [((352, 480), False), ((480, 480), True), ((544, 800), True)])
+def test_perfect_maps_round_trip_on_synthetic_data(synth_val, eval_size, keep_ratio):
+    metrics = perfect_model_metrics(synth_val, DataConfig(eval_size=eval_size, keep_ratio=keep_ratio), MapsConfig(), POST)
+    assert metrics.gt_care > 30 and metrics.hmean >= 0.99
+
+
 @pytest.mark.parametrize(
     "eval_size, keep_ratio", [((736, 1280), True), ((736, 1280), False), ((1088, 1920), True), ((1024, 640), False)]
 )

@@ -24,6 +24,11 @@ SetOption = Annotated[
     typer.Option("--set", help="Override any config key: --set train.lr=0.01 (repeatable; wins over all)."),
 ]
 
+SkipBadOption = Annotated[
+    bool | None,
+    typer.Option("--skip-bad", help="Warn about each malformed sample, skip it, and report the count."),
+]
+
 
 class OcrkitGroup(TyperGroup):
     """Turns user errors into one line on stderr and a non-zero exit code, never a traceback."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
+from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_console, resolve_config
 from ocrkit.cli.eval_cmd import print_metrics
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.engine.inspect_maps import export_maps
@@ -35,6 +35,7 @@ def show(
 def check(
     data: Annotated[Path | None, typer.Option(help="ICDAR dir or JSON file (default: data.val).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    skip_bad: SkipBadOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -43,7 +44,7 @@ def check(
     Anything below 1.0 is lost before training starts (text too small at eval_size, boxes the
     unclip does not restore).
     """
-    cfg = resolve_config(config, set_, data__val=str(data) if data else None)
+    cfg = resolve_config(config, set_, data__val=str(data) if data else None, data__skip_bad=skip_bad)
     if cfg.data.val is None:
         raise typer.BadParameter("give --data or set data.val")
     loaded = load_dataset(cfg.data.val, cfg.data.skip_bad)

@@ -82,9 +82,9 @@ def run_maps_bench(
     cfg: MapsConfig | None = None,
 ) -> list[MapsCaseResult]:
     cfg = cfg or MapsConfig()
-    results = [compare("dense (100 rotated quads)", dense_case(size, images), size, cfg, repeats)]
+    results = [compare("dense", dense_case(size, images), size, cfg, repeats)]
     if sample_dir is not None and (sample_dir / "images").is_dir():
-        results.append(compare("sparse (ICDAR-2015 sample)", sparse_case(sample_dir, size), size, cfg, repeats))
+        results.append(compare("sparse", sparse_case(sample_dir, size), size, cfg, repeats))
     return results
 
 
