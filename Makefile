@@ -27,7 +27,7 @@ test-all: setup
 
 demo: setup
 	$(OCRKIT) data synth $(DEMO_DATA) --train 20 --val 20 --size 640 640 --seed 0
-	$(OCRKIT) maps show $(DEMO_DATA)/val/images/synth_000000.jpg --gt $(DEMO_DATA)/val/gts/gt_synth_000000.txt --out $(DEMO_OUT)/maps
+	$(OCRKIT) maps show $(DEMO_DATA)/val/images/synth_000001.jpg --gt $(DEMO_DATA)/val/gts/gt_synth_000001.txt --out $(DEMO_OUT)/maps
 	$(OCRKIT) maps check --data $(DEMO_DATA)/val --set data.eval_size=[640,640]
 	@echo "Map overlays: $(DEMO_OUT)/maps"
 
