@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import pyclipper
 
 from ocrkit.core.config import PostprocessConfig
-from ocrkit.core.geometry.maps import polygon_area, polygon_perimeter
+from ocrkit.core.geometry.maps import offset_polygon, polygon_area, polygon_perimeter
 from ocrkit.core.geometry.transform import ResizeTransform
 
 POLY_EPSILON = 0.002
@@ -57,9 +56,7 @@ def unclip(polygon: np.ndarray, ratio: float) -> list[np.ndarray]:
     if perimeter <= 0:
         return []
     distance = abs(polygon_area(polygon)) * ratio / perimeter
-    offsetter = pyclipper.PyclipperOffset()
-    offsetter.AddPath([tuple(p) for p in polygon.tolist()], pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-    return [np.asarray(piece, dtype=np.float32).reshape(-1, 2) for piece in offsetter.Execute(distance)]
+    return [piece.astype(np.float32) for piece in offset_polygon(polygon, distance)]
 
 
 def _quad_from_contour(contour: np.ndarray, prob: np.ndarray, cfg: PostprocessConfig) -> Detection | None:
