@@ -5,8 +5,6 @@ PY := $(VENV)/bin/python
 OCRKIT := $(VENV)/bin/ocrkit
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
-DEMO_DATA := data/demo
-DEMO_OUT := out/demo
 
 .PHONY: setup test test-all demo clean
 
@@ -25,11 +23,14 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m ""
 
+# The main job on built-in data: synthetic set (rendered once into the user cache), a ~15-minute
+# CPU training schedule, evaluation of the best checkpoint on the synthetic val set.
 demo: setup
-	$(OCRKIT) data synth $(DEMO_DATA) --train 20 --val 20 --size 640 640 --seed 0
-	$(OCRKIT) maps show $(DEMO_DATA)/val/images/synth_000001.jpg --gt $(DEMO_DATA)/val/gts/gt_synth_000001.txt --out $(DEMO_OUT)/maps
-	$(OCRKIT) maps check --data $(DEMO_DATA)/val --set data.eval_size=[640,640]
-	@echo "Map overlays: $(DEMO_OUT)/maps"
+	rm -rf runs/train/demo runs/eval/demo
+	$(OCRKIT) train --config configs/demo.toml --name demo
+	$(OCRKIT) eval --checkpoint runs/train/demo/best.pt --out runs/eval/demo
+	@echo "Validation overlays: runs/train/demo/val/*/overlays  Eval overlays: runs/eval/demo/overlays"
+	@echo "TensorBoard:         $(VENV)/bin/tensorboard --logdir runs/train/demo/tb"
 
 clean:
-	rm -rf $(VENV) $(DEMO_DATA) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache

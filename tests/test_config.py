@@ -77,3 +77,15 @@ def test_saved_config_round_trips(tmp_path):
     assert again == cfg
     assert "[postprocess]" in config_to_toml(cfg)
     assert isinstance(again, OcrkitConfig)
+
+
+def test_base_layer_sits_between_defaults_and_toml(tmp_path, monkeypatch):
+    base = {"train": {"lr": 0.3, "epochs": 11, "seed": 4}, "model": {"base_width": 16}}
+    toml = write(tmp_path / "c.toml", "[train]\nepochs = 5\n")
+    monkeypatch.setenv("OCRKIT_TRAIN__SEED", "6")
+    cfg = load_config(toml, ["train.lr=0.2"], base=base)
+    assert cfg.model.base_width == 16  # from the base
+    assert cfg.train.epochs == 5  # TOML beats the base
+    assert cfg.train.seed == 6  # env beats the base
+    assert cfg.train.lr == 0.2  # --set beats all
+    assert load_config().model.base_width == 64  # the base does not leak into later loads

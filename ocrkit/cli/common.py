@@ -49,6 +49,11 @@ def install_warning_format() -> None:
     warnings.showwarning = _one_line_warning
 
 
+def flag_values(**flags: Any) -> dict[str, Any]:
+    """Dedicated CLI options as dotted config keys (``train__lr`` → ``train.lr``)."""
+    return {key.replace("__", "."): value for key, value in flags.items()}
+
+
 def resolve_config(config: Path | None, sets: list[str] | None, **flags: Any) -> OcrkitConfig:
     """The config every command runs with; ``flags`` are dotted keys from dedicated options."""
-    return load_config(config, sets, {key.replace("__", "."): value for key, value in flags.items()})
+    return load_config(config, sets, flag_values(**flags))

@@ -1,4 +1,4 @@
-"""ocrkit eval: score prediction files against ground truth (ICDAR-2015 protocol)."""
+"""ocrkit eval: a checkpoint on a dataset, or existing prediction files (ICDAR-2015 protocol)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ocrkit.cli.common import out_console
+from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, err_console, flag_values, out_console
+from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference
+from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics, evaluate_dirs
 
 
@@ -33,9 +35,28 @@ def print_metrics(metrics: DetectionMetrics, as_json: bool, title: str) -> None:
 
 
 def eval_command(
-    gt_dir: Annotated[Path, typer.Option("--gt-dir", help="gt_<stem>.txt files (or an ICDAR root with gts/).")],
-    pred_dir: Annotated[Path, typer.Option("--pred-dir", help="res_<stem>.txt prediction files.")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Evaluate this checkpoint on --data.")] = None,
+    data: Annotated[str | None, typer.Option(help="ICDAR dir or JSON (default: the checkpoint's data.val).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output dir (default runs/eval/<name>).")] = None,
+    name: Annotated[str, typer.Option(help="Run name when --out is not given.")] = "exp",
+    gt_dir: Annotated[Path | None, typer.Option("--gt-dir", help="Score files: gt_<stem>.txt (or an ICDAR root).")] = None,
+    pred_dir: Annotated[Path | None, typer.Option("--pred-dir", help="Score files: res_<stem>.txt predictions.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (precision, recall, hmean, ...).")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    skip_bad: SkipBadOption = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
 ) -> None:
-    """Score existing prediction files without a model (ICDAR-2015 protocol)."""
-    print_metrics(evaluate_dirs(gt_dir, pred_dir), json_out, title=f"{pred_dir} vs {gt_dir}")
+    """Evaluate a checkpoint (writes res_<stem>.txt, per-image JSON, overlays), or score existing
+    prediction files without a model (--gt-dir/--pred-dir)."""
+    if checkpoint is None:
+        if gt_dir is None or pred_dir is None:
+            raise OcrkitError("give --checkpoint (and --data), or --gt-dir and --pred-dir to score files")
+        print_metrics(evaluate_dirs(gt_dir, pred_dir), json_out, title=f"{pred_dir} vs {gt_dir}")
+        return
+    flags = flag_values(data__val=data, train__device=device, data__skip_bad=skip_bad)
+    loaded = load_for_inference(checkpoint, config, set_, flags)
+    metrics, out_dir = evaluate_checkpoint(loaded, out, name, progress=not json_out)
+    print_metrics(metrics, json_out, title=f"{checkpoint} on {loaded.cfg.data.val}")
+    if not json_out:
+        err_console.print(f"predictions, per-image JSON and overlays: {out_dir}", soft_wrap=True)

@@ -31,6 +31,29 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentConfig(Section):
+    """Training-time augmentation; polygons move with the pixels. Randomness is a pure function
+    of (train.seed, epoch, sample index), so resumed and multi-worker runs see the same data."""
+
+    scale: tuple[float, float] = Field((0.5, 2.0), description="random rescale range before the crop")
+    rotate: float = Field(10.0, ge=0, le=180, description="max rotation in degrees (±)")
+    flip: float = Field(0.0, ge=0, le=1, description="horizontal flip probability (mirrors text)")
+    crop_tries: int = Field(10, ge=1, description="attempts to find a crop that cuts no text")
+    min_crop_ratio: float = Field(0.1, gt=0, le=1, description="smallest crop side vs image side")
+    brightness: float = Field(0.25, ge=0, description="photometric jitter strengths")
+    contrast: float = Field(0.25, ge=0)
+    saturation: float = Field(0.25, ge=0)
+    hue: float = Field(0.05, ge=0, le=0.5)
+    enabled: bool = True
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered_positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"expected 0 < low <= high, got {list(v)}")
+        return v
+
+
 class DataConfig(Section):
     train: str | None = Field(None, description="training data: ICDAR dir (images/, gts/) or JSON file")
     val: str | None = Field(None, description="validation data, same formats as train")
@@ -42,6 +65,7 @@ class DataConfig(Section):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     num_workers: int = Field(2, ge=0)
+    augment: AugmentConfig = AugmentConfig()
 
     @field_validator("eval_size", "train_size")
     @classmethod
@@ -109,6 +133,14 @@ class TrainConfig(Section):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
     seed: int = 0
+    val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
+    eval_batch_size: int = Field(4, ge=1)
+    overlays: int = Field(4, ge=0, description="validation images drawn as overlay PNGs")
+    log_every: int = Field(10, ge=1, description="steps between console log lines")
+    checkpoint_every: int = Field(1, ge=1, description="write last.pt every N epochs (and at the end)")
+    stop_at_step: int | None = Field(
+        None, ge=1, description="pause at this global step with a checkpoint (resume continues it)"
+    )
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -129,6 +161,21 @@ class LogConfig(Section):
 
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
+_base_layer: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("base_layer", default=None)
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A fixed mapping as a settings source: a checkpoint's own config under the user's."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]):
+        super().__init__(settings_cls)
+        self.values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
 
 
 class OcrkitConfig(BaseSettings):
@@ -162,6 +209,9 @@ class OcrkitConfig(BaseSettings):
         toml_path = _toml_path.get()
         if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        base = _base_layer.get()
+        if base is not None:
+            sources.append(_DictSource(settings_cls, base))
         return tuple(sources)
 
 
@@ -204,8 +254,11 @@ def load_config(
     config_file: str | Path | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> OcrkitConfig:
     """Resolve the configuration from every source.
+
+    ``base`` (e.g. the config a checkpoint was trained with) sits just above the defaults.
 
     ``flags`` maps dotted keys to values from dedicated CLI flags (``None`` values are unset
     flags and are skipped); ``overrides`` are ``--set`` items and win over flags.
@@ -224,7 +277,7 @@ def load_config(
             tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    token = _toml_path.set(path)
+    token, base_token = _toml_path.set(path), _base_layer.set(base)
     try:
         return OcrkitConfig(**init)
     except ValidationError as err:
@@ -232,6 +285,7 @@ def load_config(
         raise ConfigError(_format_validation_error(err, origin)) from None
     finally:
         _toml_path.reset(token)
+        _base_layer.reset(base_token)
 
 
 def _drop_none(tree: dict[str, Any]) -> dict[str, Any]:

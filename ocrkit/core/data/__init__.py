@@ -1,0 +1,1 @@
+"""Data: formats, synthetic generation, decoding, augmentation, datasets."""

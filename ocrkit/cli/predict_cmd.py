@@ -1,0 +1,28 @@
+"""ocrkit predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ocrkit.cli.common import ConfigOption, SetOption, flag_values, out_console
+from ocrkit.core.engine.eval_job import load_for_inference, predict_images
+
+
+def predict_command(
+    images: Annotated[list[Path], typer.Argument(help="Image files or directories of images.")],
+    checkpoint: Annotated[Path, typer.Option(help="A trained checkpoint (best.pt or last.pt).")],
+    out: Annotated[Path | None, typer.Option(help="Output dir (default runs/predict/<name>).")] = None,
+    name: Annotated[str, typer.Option(help="Run name when --out is not given.")] = "exp",
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Detect text: boxes as JSON and ICDAR txt (original image coordinates), and overlay PNGs."""
+    loaded = load_for_inference(checkpoint, config, set_, flag_values(train__device=device))
+    predictions, out_dir = predict_images(loaded, images, out, name, progress=True)
+    for prediction in predictions:
+        out_console.print(f"{prediction.path}: {len(prediction.detections)} text regions")
+    out_console.print(f"boxes (JSON, res_*.txt) and overlays: {out_dir}")

@@ -1,0 +1,47 @@
+"""ocrkit train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_console, resolve_config
+from ocrkit.core.engine.train_job import resolve_resume, run_training
+
+
+def train_command(
+    config: ConfigOption = None,
+    data: Annotated[str | None, typer.Option(help="Training data: ICDAR dir or JSON (default: built-in synthetic).")] = None,
+    val_data: Annotated[str | None, typer.Option(help="Validation data, same formats.")] = None,
+    precision: Annotated[str | None, typer.Option(help="32-true | 16-mixed | bf16-mixed (aliases 32, 16, bf16).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs to train (in total, across resumes).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    name: Annotated[str, typer.Option(help="Run name: runs/train/<name>, auto-incremented.")] = "exp",
+    resume: Annotated[Path | None, typer.Option(help="Continue a run (its directory or a checkpoint) exactly.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Start a new run from these weights only.")] = None,
+    overfit_batches: Annotated[int, typer.Option(min=0, help="Sanity check: train on this many fixed batches.")] = 0,
+    skip_bad: SkipBadOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Train a DBNet detector; writes runs/train/<name> (config, checkpoints, metrics, TensorBoard)."""
+    if resume is not None and config is None:
+        config = resolve_resume(resume)[1] / "config.toml"  # the run's own resolved config
+    cfg = resolve_config(
+        config, set_, data__train=data, data__val=val_data, train__precision=precision, train__epochs=epochs,
+        train__batch_size=batch_size, train__device=device, data__skip_bad=skip_bad, log__quiet=quiet or None,
+    )
+    result = run_training(cfg, name, resume, init_from, overfit_batches, quiet=cfg.log.quiet)
+    state = result.state
+    out_console.print(f"run directory: {result.run_dir}")
+    if result.last_losses:
+        out_console.print(f"final loss: {result.last_losses['loss']:.4f}")
+    if state.best_step >= 0:
+        out_console.print(f"best val hmean {state.best_hmean:.4f} at step {state.best_step}")
+        val = cfg.data.val
+        out_console.print("evaluate:  " + f"ocrkit eval --checkpoint {result.best_checkpoint} --data {val}", soft_wrap=True)
+        out_console.print("predict:   " + f"ocrkit predict --checkpoint {result.best_checkpoint} IMAGE...", soft_wrap=True)
+    out_console.print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}", soft_wrap=True)

@@ -1,0 +1,201 @@
+"""Training and evaluation datasets, the epoch sampler and the loaders.
+
+Reproducibility contract: a training sample is a pure function of (seed, epoch, index) and the
+visiting order a pure function of (seed, epoch), so DataLoader workers, DDP ranks and a run
+resumed in the middle of an epoch all see exactly the data an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ocrkit.core.config import DataConfig, MapsConfig
+from ocrkit.core.data.augment import build_augmenter
+from ocrkit.core.data.image import apply_resize, load_image, normalize
+from ocrkit.core.data.sample import Sample
+from ocrkit.core.geometry.maps import make_db_maps
+from ocrkit.core.geometry.transform import ResizeTransform, plan_resize
+
+MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of one sample: independent streams for every (seed, epoch, index)."""
+    entropy = [int(seed) % 2**64, int(epoch), int(index)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+class TrainDataset(Dataset[dict[str, torch.Tensor]]):
+    """decode → augment (seeded by (seed, epoch, index)) → DB maps at ``train_size``."""
+
+    def __init__(self, samples: Sequence[Sample], data_cfg: DataConfig, maps_cfg: MapsConfig, seed: int) -> None:
+        self.samples = list(samples)
+        self.data_cfg = data_cfg
+        self.maps_cfg = maps_cfg
+        self.seed = seed
+        self.epoch = 0
+        self.augmenter = build_augmenter(data_cfg)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        image, polygons, ignore = self.augmenter(
+            load_image(sample.image_path), sample.polygons, sample.ignore, sample_seed(self.seed, self.epoch, index)
+        )
+        h, w = self.data_cfg.train_size
+        maps = make_db_maps(polygons, ignore, h, w, self.maps_cfg).as_dict()
+        item = {"image": torch.from_numpy(normalize(image, self.data_cfg.mean, self.data_cfg.std))}
+        item.update({key: torch.from_numpy(np.ascontiguousarray(maps[key], dtype=np.float32)) for key in MAP_KEYS})
+        return item
+
+
+class EpochSampler(Sampler[int]):
+    """Visiting order = a permutation drawn from ``torch.Generator().manual_seed(seed + epoch)``.
+
+    With ``world_size`` > 1 every rank computes the same order and takes the strided share
+    ``order[rank::world_size]``; the order is padded by wrapping around (or truncated with
+    ``drop_last``) to a multiple of ``world_size``, like ``DistributedSampler``, so ranks get equal
+    lengths. ``skip(n)`` drops this rank's first ``n`` samples of the current epoch (resume in
+    mid-epoch); ``set_epoch`` clears it, since a skip only ever applies to the epoch being resumed.
+    """
+
+    def __init__(
+        self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1, drop_last: bool = False
+    ) -> None:
+        if n < 0 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"bad sampler arguments: n={n}, rank={rank}, world_size={world_size}")
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.start = 0
+
+    def skip(self, n_samples: int) -> None:
+        """Start this rank's share at ``n_samples`` (samples already consumed this epoch)."""
+        if n_samples < 0:
+            raise ValueError(f"cannot skip a negative number of samples ({n_samples})")
+        self.start = n_samples
+
+    @property
+    def per_rank(self) -> int:
+        """Length of one rank's full share in an epoch (before any skip)."""
+        if self.drop_last:
+            return self.n // self.world_size
+        return math.ceil(self.n / self.world_size)
+
+    def epoch_order(self) -> list[int]:
+        """The global order of this epoch, padded/truncated to ``per_rank * world_size``."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=generator).tolist()
+        else:
+            order = list(range(self.n))
+        total = self.per_rank * self.world_size
+        if order and len(order) < total:
+            order = (order * math.ceil(total / len(order)))[:total]
+        return order[:total]
+
+    def __iter__(self) -> Iterator[int]:
+        share = self.epoch_order()[self.rank :: self.world_size]
+        return iter(share[self.start :])
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank - self.start)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Belt and braces: augmentation is seeded per sample, but seed any other randomness from the
+    worker's torch seed (derived from the loader's generator, so reproducible).
+
+    Do NOT call ``cv2.setNumThreads`` here: in a forked worker, after the parent has used OpenCV's
+    thread pool, it deadlocks (measured with torch 2.13 / opencv-python-headless on Linux).
+    """
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def build_train_loader(
+    dataset: TrainDataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    epoch: int,
+    skip_batches: int = 0,
+    drop_last: bool = True,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """The loader of one epoch (build a new one per epoch); ``skip_batches`` resumes mid-epoch."""
+    dataset.set_epoch(epoch)
+    sampler = EpochSampler(len(dataset), seed, shuffle=True, rank=rank, world_size=world_size)
+    sampler.set_epoch(epoch)
+    sampler.skip(skip_batches * batch_size)
+    worker_options: dict[str, Any] = {}
+    if num_workers > 0:  # these raise with num_workers == 0
+        worker_options = {"persistent_workers": False, "prefetch_factor": 2, "worker_init_fn": _seed_worker}
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(seed + epoch),  # fixes the workers' base seed
+        **worker_options,
+    )
+
+
+class EvalDataset(Dataset[dict[str, Any]]):
+    """decode (EXIF applied) → ``plan_resize`` to ``eval_size`` → normalise; keeps the transform.
+
+    The padding is 0 AFTER normalisation, as in ``engine.inference.prepare_image`` and in
+    ``collate_eval``, so validation and ``predict`` feed the network identical inputs (padding
+    black pixels before normalising would give −mean/std there instead).
+    """
+
+    def __init__(self, samples: Sequence[Sample], data_cfg: DataConfig) -> None:
+        self.samples = list(samples)
+        self.data_cfg = data_cfg
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        cfg = self.data_cfg
+        image = load_image(self.samples[index].image_path)
+        transform = plan_resize(image.shape[:2], cfg.eval_size, cfg.keep_ratio, cfg.pad_multiple)
+        (ch, cw), (ph, pw) = transform.content_size, transform.padded_size
+        content = normalize(apply_resize(image, transform)[:ch, :cw], cfg.mean, cfg.std)
+        padded = torch.zeros((3, ph, pw), dtype=torch.float32)
+        padded[:, :ch, :cw] = torch.from_numpy(content)
+        return {"image": padded, "transform": transform, "index": index}
+
+
+def collate_eval(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images zero-padded bottom/right to the batch's largest H and W. Content sits at the
+    top-left, so every ``ResizeTransform`` stays valid unchanged."""
+    height = max(item["image"].shape[1] for item in batch)
+    width = max(item["image"].shape[2] for item in batch)
+    images = torch.zeros((len(batch), 3, height, width), dtype=torch.float32)
+    for slot, item in enumerate(batch):
+        _, h, w = item["image"].shape
+        images[slot, :, :h, :w] = item["image"]
+    transforms: list[ResizeTransform] = [item["transform"] for item in batch]
+    return {"image": images, "transforms": transforms, "indices": [int(item["index"]) for item in batch]}

@@ -1,0 +1,78 @@
+"""Checkpoints: written atomically, read back with clear errors, checked against the model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ocrkit import __version__
+from ocrkit.core.config import ModelConfig, OcrkitConfig
+from ocrkit.core.errors import InputError
+from ocrkit.core.model import DBNet, build_model
+
+FORMAT = "ocrkit-checkpoint-v1"
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (plus format and version tags) via a temp file and an atomic rename, so an
+    interrupted save never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"format": FORMAT, "ocrkit_version": __version__, **state}, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise InputError(path, f"not a readable checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(path, "not an ocrkit checkpoint")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path) -> OcrkitConfig:
+    try:
+        return OcrkitConfig.model_validate(state["config"])
+    except Exception:
+        raise InputError(path, "checkpoint holds no valid ocrkit config") from None
+
+
+def _architecture(cfg: ModelConfig) -> dict[str, Any]:
+    return cfg.model_dump(exclude={"k"})
+
+
+def load_weights(model: DBNet, state: dict[str, Any], path: str | Path, model_cfg: ModelConfig) -> None:
+    """Load the checkpoint's weights, refusing a checkpoint of another architecture by name."""
+    saved = checkpoint_config(state, path).model
+    if _architecture(saved) != _architecture(model_cfg):
+        diff = ", ".join(
+            f"model.{key}={value} (here {getattr(model_cfg, key)})"
+            for key, value in _architecture(saved).items()
+            if getattr(model_cfg, key) != value
+        )
+        raise InputError(path, f"checkpoint is of another architecture: {diff}")
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise InputError(path, f"weights do not fit the model ({str(exc).splitlines()[0]})") from None
+
+
+def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[DBNet, OcrkitConfig]:
+    """The trained model (eval mode, on ``device``) and the config it was trained with."""
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state, path)
+    model = build_model(cfg.model)
+    load_weights(model, state, path, cfg.model)
+    return model.to(device).eval(), cfg

@@ -1,0 +1,83 @@
+"""``ocrkit eval --checkpoint`` and ``ocrkit predict`` as functions.
+
+The config starts from the checkpoint's own (the one it was trained with); the user's TOML, env,
+flags and --set apply on top, except that the architecture must stay the checkpoint's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ocrkit.core.config import OcrkitConfig, load_config
+from ocrkit.core.data.formats import IMAGE_SUFFIXES, load_dataset
+from ocrkit.core.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights
+from ocrkit.core.engine.inference import ImagePrediction, evaluate_model, predict_files, resolve_device
+from ocrkit.core.engine.rundir import create_run_dir
+from ocrkit.core.errors import InputError, OcrkitError
+from ocrkit.core.geometry.metric import DetectionMetrics
+from ocrkit.core.model import DBNet, build_model
+
+
+@dataclass
+class LoadedModel:
+    model: DBNet
+    cfg: OcrkitConfig
+    device: torch.device
+
+
+def load_for_inference(
+    checkpoint: Path, config_file: Path | None, sets: list[str] | None, flags: dict[str, Any]
+) -> LoadedModel:
+    state = load_checkpoint(checkpoint)
+    base = checkpoint_config(state, checkpoint).model_dump(mode="json")
+    cfg = load_config(config_file, sets, flags, base=base)
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg.model)
+    load_weights(model, state, checkpoint, cfg.model)
+    return LoadedModel(model.to(device).eval(), cfg, device)
+
+
+def evaluate_checkpoint(
+    loaded: LoadedModel, out_dir: Path | None, name: str = "exp", progress: bool = False
+) -> tuple[DetectionMetrics, Path]:
+    cfg = loaded.cfg
+    if cfg.data.val is None:
+        raise OcrkitError("no evaluation data: give --data (or set data.val)")
+    samples = load_dataset(cfg.data.val, cfg.data.skip_bad).samples
+    if not samples:
+        raise InputError(cfg.data.val, "the evaluation set is empty (no images with ground truth)")
+    out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "eval", name)
+    metrics = evaluate_model(
+        loaded.model, samples, cfg.data, cfg.postprocess, loaded.device,
+        batch_size=cfg.train.eval_batch_size, out_dir=out, overlays=cfg.train.overlays, progress=progress,
+    )
+    return metrics, out
+
+
+def expand_images(inputs: list[Path]) -> list[Path]:
+    """Image files as given; directories contribute their image files (sorted)."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(item)
+    if not paths:
+        raise OcrkitError("no images to predict on")
+    return paths
+
+
+def predict_images(
+    loaded: LoadedModel, images: list[Path], out_dir: Path | None, name: str = "exp", progress: bool = False
+) -> tuple[list[ImagePrediction], Path]:
+    cfg = loaded.cfg
+    out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "predict", name)
+    predictions = predict_files(
+        loaded.model, expand_images(images), cfg.data, cfg.postprocess, loaded.device, out,
+        batch_size=cfg.train.eval_batch_size, progress=progress,
+    )
+    return predictions, out

@@ -1,0 +1,84 @@
+"""The one place that decides numeric precision: autocast dtype, grad scaler, and the step order.
+
+Order per optimizer step (field notes §3): scaler.scale(loss).backward() → unscale_ once →
+grad norm on the UNSCALED gradients → clip → scaler.step → scaler.update. Gradients are never
+touched before the scaler has seen them, so an overflow always reaches it and the step is
+skipped (the scale goes down) instead of being hidden. Losses are computed in float32 by the loss
+module whatever autocast does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+
+
+@dataclass
+class StepOutcome:
+    grad_norm: float  # unscaled, before clipping; inf/nan when the step overflowed
+    stepped: bool  # False when the scaler skipped the step (inf/nan gradients)
+    scale: float  # loss scale after update (1.0 without a scaler)
+
+
+class PrecisionPolicy:
+    def __init__(self, precision: str, device: torch.device):
+        self.precision = precision
+        self.device = device
+        self.dtype = AUTOCAST_DTYPES.get(precision)
+        if precision == "16-mixed" and device.type == "cpu":
+            warnings.warn(
+                "16-mixed on CPU: fp16 convolution backward is ~90x slower than fp32 here; "
+                "use bf16-mixed on CPU",
+                stacklevel=2,
+            )
+        # Only fp16 needs loss scaling; bf16 has fp32's exponent range.
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(
+        self, optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], clip: float | None
+    ) -> StepOutcome:
+        params = [p for p in params if p.grad is not None]
+        if self.scaler is None:
+            norm = _grad_norm(params, clip)
+            finite = bool(torch.isfinite(norm))
+            if finite:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return StepOutcome(float(norm), finite, 1.0)
+        self.scaler.unscale_(optimizer)
+        norm = _grad_norm(params, clip)
+        scale_before = self.scaler.get_scale()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scale_after = self.scaler.get_scale()
+        return StepOutcome(float(norm), scale_after >= scale_before, scale_after)
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler and state:
+            self.scaler.load_state_dict(state)
+
+
+def _grad_norm(params: list[torch.nn.Parameter], clip: float | None) -> torch.Tensor:
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+    if not params:
+        return torch.tensor(0.0)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))

@@ -1,0 +1,112 @@
+"""``ocrkit train`` as a function: resolve data and run directory, build the trainer, run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocrkit.core.config import CacheConfig, OcrkitConfig, save_config
+from ocrkit.core.data.formats import load_dataset
+from ocrkit.core.data.sample import Sample
+from ocrkit.core.data.synth import generate_synthetic
+from ocrkit.core.engine.checkpoint import load_checkpoint
+from ocrkit.core.engine.inference import resolve_device
+from ocrkit.core.engine.rundir import create_run_dir
+from ocrkit.core.engine.trainer import Trainer, TrainResult
+from ocrkit.core.errors import InputError, OcrkitError
+from ocrkit.core.progress import TrainProgress
+
+# The built-in dataset: rendered once per user and reused (bump the version if the recipe changes).
+BUILTIN_SYNTH = {"n_train": 400, "n_val": 60, "size": (640, 640), "seed": 0}
+BUILTIN_SYNTH_VERSION = "synth-v1"
+
+
+def user_cache_dir(cfg: CacheConfig) -> Path:
+    if cfg.dir:
+        return Path(cfg.dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ocrkit"
+
+
+def builtin_dataset(cfg: CacheConfig, progress: bool) -> Path:
+    """Render the built-in synthetic set once; a half-written one (interrupted) is redone."""
+    root = user_cache_dir(cfg) / f"{BUILTIN_SYNTH_VERSION}-s{BUILTIN_SYNTH['seed']}"
+    if (root / "COMPLETE").exists():
+        return root
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    generate_synthetic(partial, progress=progress, **BUILTIN_SYNTH)
+    (partial / "COMPLETE").write_text("ok\n")
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(partial, root)
+    return root
+
+
+def resolve_resume(path: str | Path) -> tuple[Path, Path]:
+    """A run directory or a checkpoint → (checkpoint, run directory)."""
+    path = Path(path)
+    checkpoint = path / "last.pt" if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise InputError(checkpoint, "nothing to resume: checkpoint not found")
+    return checkpoint, checkpoint.parent
+
+
+def load_samples(path: str | None, skip_bad: bool, what: str) -> list[Sample]:
+    if path is None:
+        return []
+    samples = load_dataset(path, skip_bad).samples
+    if not samples:
+        raise InputError(path, f"the {what} set is empty (no images with ground truth)")
+    return samples
+
+
+@dataclass
+class TrainPlan:
+    cfg: OcrkitConfig
+    train: list[Sample]
+    val: list[Sample]
+
+
+def plan_data(cfg: OcrkitConfig, overfit_batches: int, progress: bool) -> TrainPlan:
+    if cfg.data.train is None:
+        root = builtin_dataset(cfg.cache, progress)
+        cfg.data.train = str(root / "train")
+        if cfg.data.val is None:
+            cfg.data.val = str(root / "val")
+    train = load_samples(cfg.data.train, cfg.data.skip_bad, "training")
+    val = load_samples(cfg.data.val, cfg.data.skip_bad, "validation")
+    if overfit_batches:
+        # One fixed set of batches, no augmentation, validated on exactly those images.
+        train = train[: overfit_batches * cfg.train.batch_size]
+        val = train
+        cfg.data.augment.enabled = False
+        cfg.train.checkpoint_every = cfg.train.val_every  # one-step epochs: no checkpoint per step
+    return TrainPlan(cfg, train, val)
+
+
+def run_training(
+    cfg: OcrkitConfig,
+    name: str = "exp",
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    overfit_batches: int = 0,
+    quiet: bool = False,
+) -> TrainResult:
+    if resume and init_from:
+        raise OcrkitError("--resume continues a run; --init-from starts a new one from weights: pick one")
+    device = resolve_device(cfg.train.device)
+    plan = plan_data(cfg, overfit_batches, progress=not quiet)
+    resume_state = init_state = None
+    if resume:
+        checkpoint, run_dir = resolve_resume(resume)
+        resume_state = (load_checkpoint(checkpoint), checkpoint)
+    else:
+        run_dir = create_run_dir(cfg.log.dir, "train", name)
+        if init_from:
+            init_state = (load_checkpoint(init_from), Path(init_from))
+    save_config(plan.cfg, run_dir / "config.toml")
+    progress = TrainProgress(enabled=not quiet, log_every=cfg.train.log_every)
+    trainer = Trainer(plan.cfg, run_dir, plan.train, plan.val, device, resume_state, init_state, progress)
+    return trainer.fit()

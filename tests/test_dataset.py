@@ -1,0 +1,393 @@
+"""Augmentation, training/eval datasets, the epoch sampler and the train loader."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import make_icdar_dir, random_quad
+
+from ocrkit.core.config import AugmentConfig, DataConfig, MapsConfig
+from ocrkit.core.data.augment import augment, build_augmenter, choose_crop
+from ocrkit.core.data.dataset import (
+    MAP_KEYS,
+    EpochSampler,
+    EvalDataset,
+    TrainDataset,
+    build_train_loader,
+    collate_eval,
+)
+from ocrkit.core.data.formats import load_icdar_dir
+from ocrkit.core.data.image import apply_resize, load_image, normalize
+from ocrkit.core.geometry.maps import polygon_area
+from ocrkit.core.geometry.transform import plan_resize
+
+RED = (255, 0, 0)
+GREY = 128
+STRONG = AugmentConfig(scale=(0.5, 2.0), rotate=30.0, flip=0.5)
+
+
+def data_cfg(train_size=(96, 96), **augment) -> DataConfig:
+    return DataConfig(train_size=train_size, augment=STRONG.model_copy(update=augment))
+
+
+def red_scene(seed: int, h: int = 128, w: int = 160, n: int = 3) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A grey image with ``n`` red quads fully inside it (integer vertices, so the fill is exact)."""
+    rng = np.random.default_rng(seed)
+    image = np.full((h, w, 3), GREY, np.uint8)
+    quads = []
+    while len(quads) < n:
+        quad = np.rint(random_quad(rng, h, w, min_side=16, max_side=60))
+        if quad.min() >= 2 and quad[:, 0].max() <= w - 3 and quad[:, 1].max() <= h - 3:
+            quads.append(quad.astype(np.float32))
+    for quad in quads:  # one call per quad: a single fillPoly call would XOR the overlaps
+        cv2.fillPoly(image, [quad.astype(np.int32)], RED)
+    return image, quads
+
+
+def red_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels still clearly red after photometric jitter (grey and black padding are not)."""
+    rgb = image.astype(np.int16)
+    return rgb[..., 0] - np.maximum(rgb[..., 1], rgb[..., 2]) > 60
+
+
+def polygon_mask(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    for polygon in polygons:
+        cv2.fillPoly(mask, [np.rint(polygon).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def outputs_equal(a, b) -> bool:
+    return np.array_equal(a[0], b[0]) and len(a[1]) == len(b[1]) and all(
+        np.array_equal(p, q) for p, q in zip(a[1], b[1], strict=True)
+    ) and a[2] == b[2]
+
+
+# --- augment -------------------------------------------------------------------------------
+
+
+def test_polygons_move_with_the_pixels():
+    cfg = data_cfg()
+    augmenter = build_augmenter(cfg)
+    kernel = np.ones((5, 5), np.uint8)  # dilation by 2 px
+    total_red = 0
+    for seed in range(24):
+        image, quads = red_scene(seed)
+        out, polygons, ignore = augmenter(image, quads, [False] * len(quads), seed)
+        assert out.shape == (96, 96, 3) and out.dtype == np.uint8
+        red = red_mask(out)
+        inside = cv2.dilate(polygon_mask(polygons, red.shape).astype(np.uint8), kernel).astype(bool)
+        total_red += red.sum()
+        if red.sum():
+            assert (red & inside).sum() >= 0.9 * red.sum(), f"seed {seed}: red pixels outside polygons"
+        for polygon in polygons:
+            core = cv2.erode(polygon_mask([polygon], red.shape).astype(np.uint8), np.ones((3, 3), np.uint8))
+            if core.sum() >= 10:
+                assert red[core.astype(bool)].mean() >= 0.85, f"seed {seed}: polygon interior not red"
+    assert total_red > 24 * 200  # the scenes really were visible after augmentation
+
+
+def test_flip_keeps_the_polygon_winding_and_mirrors_text():
+    cfg = data_cfg(rotate=0.0, scale=(1.0, 1.0), flip=1.0)
+    image, quads = red_scene(3, n=1)
+    out, polygons, _ = augment(image, quads, [False], 0, cfg)
+    assert np.sign(polygon_area(polygons[0])) == np.sign(polygon_area(quads[0]))
+    assert polygons[0][:, 0].mean() > 96 - 1 - quads[0][:, 0].mean() * 96 / 160 - 2  # mirrored
+    assert red_mask(out)[polygon_mask(polygons, out.shape[:2])].mean() > 0.8
+
+
+def test_same_seed_same_output_and_no_global_random_state():
+    cfg = data_cfg()
+    image, quads = red_scene(1)
+    ignore = [False, True, False]
+    np.random.seed(1), random.seed(1), torch.manual_seed(1)
+    first = augment(image, quads, ignore, 1234, cfg)
+    state = (np.random.get_state()[1].copy(), random.getstate(), torch.get_rng_state().clone())
+    np.random.seed(99), random.seed(99), torch.manual_seed(99)
+    second = augment(image, quads, ignore, 1234, cfg)
+    assert outputs_equal(first, second)
+    np.random.seed(1), random.seed(1), torch.manual_seed(1)
+    augment(image, quads, ignore, 5, cfg)
+    after = (np.random.get_state()[1], random.getstate(), torch.get_rng_state())
+    assert np.array_equal(state[0], after[0]) and state[1] == after[1] and torch.equal(state[2], after[2])
+    others = [augment(image, quads, ignore, seed, cfg) for seed in (1235, 1236, 1237)]
+    assert not any(outputs_equal(first, other) for other in others)
+
+
+def test_transforms_draw_independent_parameters():
+    """albumentations 2.0.8's set_random_seed starts every transform from the same seed, which
+    made "flip" and "brightness" strongly correlated (r = -0.86); one shared stream must not."""
+    cfg = data_cfg(scale=(1.0, 1.0), rotate=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    augmenter = build_augmenter(cfg)
+    image = np.full((96, 96, 3), 60, np.uint8)
+    image[:, 48:] = 180
+    everything = [np.array([[0, 0], [95, 0], [95, 95], [0, 95]], np.float32)]  # forces the full crop
+    flips, brightness = [], []
+    for seed in range(300):
+        out = augmenter(image, everything, [False], seed)[0].astype(np.float64)
+        flips.append(out[:, :48].mean() > out[:, 48:].mean())
+        brightness.append(out.mean() / image.mean())
+    assert 0.4 < np.mean(flips) < 0.6 and np.ptp(brightness) > 0.3
+    assert abs(np.corrcoef(flips, brightness)[0, 1]) < 0.2
+
+
+def test_disabled_augmentation_only_fits_and_pads():
+    cfg = DataConfig(train_size=(96, 96), augment=AugmentConfig(enabled=False))
+    image, quads = red_scene(2, h=128, w=160)
+    out, polygons, ignore = augment(image, quads, [False, True, False], 7, cfg)
+    scale = np.array([96 / 160, 77 / 128], np.float32)  # the long side fits; 77 rows, padded to 96
+    np.testing.assert_allclose(polygons[0], quads[0] * scale, rtol=1e-6)
+    assert ignore == [False, True, False]
+    assert np.array_equal(out[:77], cv2.resize(image, (96, 77), interpolation=cv2.INTER_AREA))
+    assert not out[77:].any()
+    assert outputs_equal((out, polygons, ignore), augment(image, quads, [False, True, False], 8, cfg))
+
+
+def test_images_without_text_and_annotations_beyond_the_image():
+    image = np.full((128, 160, 3), GREY, np.uint8)
+    for enabled in (True, False):
+        cfg = data_cfg(enabled=enabled)
+        out, polygons, ignore = augment(image, [], [], 3, cfg)
+        assert out.shape == (96, 96, 3) and polygons == [] and ignore == []
+    beyond = np.array([[170, 10], [200, 10], [200, 30], [170, 30]], np.float32)  # right of the image
+    inside = np.array([[10, 10], [60, 10], [60, 40], [10, 40]], np.float32)
+    out, polygons, ignore = augment(image, [beyond, inside], [True, False], 3, data_cfg(enabled=False))
+    assert ignore == [False] and np.allclose(polygons[0], inside * 0.6, atol=0.1)
+
+
+def test_crop_keeps_a_small_word_in_a_big_image():
+    cfg = data_cfg(rotate=10.0)
+    augmenter = build_augmenter(cfg)
+    zoomed = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        image = np.full((400, 480, 3), GREY, np.uint8)
+        x, y = rng.integers(10, 430), rng.integers(10, 380)
+        word = np.array([[x, y], [x + 36, y], [x + 36, y + 12], [x, y + 12]], np.float32)
+        cv2.fillPoly(image, [word.astype(np.int32)], RED)
+        out, polygons, _ = augmenter(image, [word], [False], seed)
+        assert len(polygons) == 1, f"seed {seed}: word lost"
+        assert polygons[0].min() >= -1 and polygons[0].max() <= 96, f"seed {seed}: word cut"
+        assert red_mask(out).sum() > 0
+        # the whole (≥ 480 px wide) canvas fitted into 96 px would make the word ≤ 7.5 px wide:
+        # the random scale cancels out, since the crop is resized to fit train_size
+        zoomed += np.ptp(polygons[0][:, 0]) > 8
+    assert zoomed >= 25  # real crops happen, not only the whole-image fallback
+
+
+def test_crop_window_never_cuts_care_text():
+    cfg = AugmentConfig(crop_tries=10, min_crop_ratio=0.1)
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        polygons = [random_quad(rng, 300, 400, 10, 60) for _ in range(int(rng.integers(1, 6)))]
+        ignore = [bool(f) for f in rng.random(len(polygons)) < 0.2]
+        x0, y0, x1, y1 = choose_crop(rng, (300, 400), polygons, ignore, cfg)
+        assert 0 <= x0 < x1 <= 400 and 0 <= y0 < y1 <= 300
+        if (x0, y0, x1, y1) == (0, 0, 400, 300):
+            continue
+        assert x1 - x0 >= 40 and y1 - y0 >= 30
+        care = [p for p, f in zip(polygons, ignore, strict=True) if not f]
+        inside = 0
+        for p in care:
+            (lx, ly), (hx, hy) = p.min(0), p.max(0)
+            fully_in = lx >= x0 and hx <= x1 - 1 and ly >= y0 and hy <= y1 - 1
+            fully_out = hx < x0 or lx > x1 - 1 or hy < y0 or ly > y1 - 1
+            edge_cut = lx < 0 or ly < 0 or hx > 399 or hy > 299  # already cut by the image
+            assert fully_in or fully_out or edge_cut, f"seed {seed}: crop cuts a care polygon"
+            inside += fully_in or not fully_out
+        assert inside >= 1 or not care
+
+
+# --- TrainDataset ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dark_text(tmp_path: Path) -> list:
+    """Non-square images, dark words on a light background, one don't-care region each."""
+    rng = np.random.default_rng(11)
+    images = {}
+    for i, (h, w) in enumerate([(128, 160), (160, 128), (120, 200), (144, 144), (100, 160), (128, 128)]):
+        image = np.full((h, w, 3), 210, np.uint8)
+        words = [np.rint(random_quad(rng, h, w, 20, 60)).clip([3, 3], [w - 4, h - 4]).astype(np.float32)
+                 for _ in range(2)]
+        for word in words:
+            cv2.fillPoly(image, [word.astype(np.int32)], (15, 15, 15))
+        ignored = np.array([[2, 2], [30, 2], [30, 12], [2, 12]], np.float32)
+        images[f"im{i}"] = (image, [*words, ignored], [False, False, True])
+    return load_icdar_dir(make_icdar_dir(tmp_path / "dark", images)).samples
+
+
+def pixels_0_255(tensor: torch.Tensor, cfg: DataConfig) -> np.ndarray:
+    mean, std = np.asarray(cfg.mean)[:, None, None], np.asarray(cfg.std)[:, None, None]
+    return ((tensor.numpy() * std + mean) * 255).mean(axis=0)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_train_dataset_items_and_map_consistency(dark_text, enabled):
+    cfg = DataConfig(train_size=(64, 96), augment=STRONG.model_copy(update={"enabled": enabled}))
+    dataset = TrainDataset(dark_text, cfg, MapsConfig(), seed=3)
+    assert len(dataset) == 6
+    text_pixels = 0
+    for index in range(len(dataset)):
+        item = dataset[index]
+        assert set(item) == {"image", *MAP_KEYS}
+        assert item["image"].shape == (3, 64, 96) and item["image"].dtype == torch.float32
+        for key in MAP_KEYS:
+            assert item[key].shape == (64, 96) and item[key].dtype == torch.float32, key
+        shrink = item["shrink"].numpy() > 0.5
+        gray = pixels_0_255(item["image"], cfg)
+        text_pixels += shrink.sum()
+        if shrink.any():
+            assert (gray[shrink] < 110).mean() > 0.95, f"item {index}: shrink map off the dark text"
+        assert item["thresh"].min() >= 0.3 - 1e-6 and item["thresh"].max() <= 0.7 + 1e-6
+        assert ((item["thresh_mask"] > 0) | ~torch.from_numpy(shrink)).all()  # text is supervised
+    assert text_pixels > 100
+
+
+def test_train_dataset_is_a_function_of_seed_epoch_index(dark_text):
+    dataset = TrainDataset(dark_text, data_cfg(train_size=(64, 96)), MapsConfig(), seed=5)
+    dataset.set_epoch(2)
+    first = dataset[1]
+    dataset.set_epoch(3)
+    other_epoch = dataset[1]
+    dataset.set_epoch(2)
+    np.random.seed(0), torch.manual_seed(0)
+    again = dataset[1]
+    twin = TrainDataset(dark_text, data_cfg(train_size=(64, 96)), MapsConfig(), seed=5)
+    twin.set_epoch(2)
+    for key in ("image", *MAP_KEYS):
+        assert torch.equal(first[key], again[key]) and torch.equal(first[key], twin[1][key]), key
+    assert not torch.equal(first["image"], other_epoch["image"])
+    assert not torch.equal(dataset[1]["image"], dataset[2]["image"])
+
+
+# --- EpochSampler ---------------------------------------------------------------------------
+
+
+def test_epoch_sampler_permutation_deterministic_per_epoch():
+    sampler = EpochSampler(23, seed=4)
+    sampler.set_epoch(0)
+    epoch0 = list(sampler)
+    assert sorted(epoch0) == list(range(23)) and len(sampler) == 23
+    assert list(sampler) == epoch0
+    expected = torch.randperm(23, generator=torch.Generator().manual_seed(4)).tolist()
+    assert epoch0 == expected
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0 and sorted(sampler) == list(range(23))
+    twin = EpochSampler(23, seed=4)
+    twin.set_epoch(1)
+    assert list(twin) == list(sampler)
+    assert list(EpochSampler(5, seed=0, shuffle=False)) == [0, 1, 2, 3, 4]
+
+
+def test_epoch_sampler_skip_gives_the_remaining_tail():
+    sampler = EpochSampler(17, seed=9)
+    sampler.set_epoch(6)
+    full = list(sampler)
+    sampler.skip(10)
+    assert list(sampler) == full[10:] and len(sampler) == 7
+    sampler.set_epoch(7)  # a new epoch starts from its beginning
+    assert len(list(sampler)) == 17
+
+
+@pytest.mark.parametrize("n, world", [(20, 4), (23, 4), (3, 5)])
+def test_epoch_sampler_rank_shares(n, world):
+    shares = []
+    for rank in range(world):
+        sampler = EpochSampler(n, seed=1, rank=rank, world_size=world)
+        sampler.set_epoch(2)
+        shares.append(list(sampler))
+    assert len({len(s) for s in shares}) == 1 and len(shares[0]) == -(-n // world)
+    assert set().union(*shares) == set(range(n))
+    flat = [i for s in shares for i in s]
+    assert len(flat) - len(set(flat)) == len(shares[0]) * world - n  # only the padding repeats
+    truncated = [list(EpochSampler(n, 1, rank=r, world_size=world, drop_last=True)) for r in range(world)]
+    flat = [i for s in truncated for i in s]
+    assert len(flat) == len(set(flat)) == (n // world) * world
+
+
+# --- loader ---------------------------------------------------------------------------------
+
+
+def batches(loader) -> list[dict[str, torch.Tensor]]:
+    return [dict(batch) for batch in loader]
+
+
+def test_train_loader_workers_match_single_process_and_resume(dark_text):
+    cfg = data_cfg(train_size=(64, 64))
+    dataset = TrainDataset(dark_text, cfg, MapsConfig(), seed=2)
+    serial = batches(build_train_loader(dataset, batch_size=2, num_workers=0, seed=2, epoch=1))
+    assert len(serial) == 3 and serial[0]["image"].shape == (2, 3, 64, 64)
+    parallel = batches(build_train_loader(dataset, batch_size=2, num_workers=2, seed=2, epoch=1))
+    resumed = batches(build_train_loader(dataset, batch_size=2, num_workers=0, seed=2, epoch=1, skip_batches=2))
+    assert len(parallel) == 3 and len(resumed) == 1
+    for got, want in zip(parallel + resumed, serial + serial[2:], strict=True):
+        for key in ("image", *MAP_KEYS):
+            assert torch.equal(got[key], want[key]), key
+    sampler = EpochSampler(6, seed=2)
+    sampler.set_epoch(1)
+    first_index = next(iter(sampler))
+    dataset.set_epoch(1)
+    assert torch.equal(serial[0]["image"][0], dataset[first_index]["image"])
+    other_epoch = batches(build_train_loader(dataset, batch_size=2, num_workers=0, seed=2, epoch=2))
+    assert not torch.equal(other_epoch[0]["image"], serial[0]["image"])
+
+
+# --- EvalDataset ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep_ratio", [True, False])
+def test_eval_dataset_and_collate(dark_text, keep_ratio):
+    cfg = DataConfig(eval_size=(96, 128), keep_ratio=keep_ratio, pad_multiple=32)
+    dataset = EvalDataset(dark_text[:3], cfg)  # 128×160, 160×128, 120×200
+    items = [dataset[i] for i in range(3)]
+    for index, item in enumerate(items):
+        image = load_image(dark_text[index].image_path)
+        transform = plan_resize(image.shape[:2], (96, 128), keep_ratio, 32)
+        assert item["transform"] == transform and item["index"] == index
+        (ch, cw), (ph, pw) = transform.content_size, transform.padded_size
+        want = np.zeros((3, ph, pw), np.float32)  # zero AFTER normalising, like engine.inference
+        want[:, :ch, :cw] = normalize(apply_resize(image, transform)[:ch, :cw], cfg.mean, cfg.std)
+        assert torch.equal(item["image"], torch.from_numpy(want))
+    if keep_ratio:
+        assert [it["transform"].content_size for it in items] == [(96, 120), (96, 77), (77, 128)]
+        assert [it["image"].shape[1:] for it in items] == [(96, 128), (96, 96), (96, 128)]
+    else:
+        assert all(it["image"].shape == (3, 96, 128) for it in items)
+    batch = collate_eval([items[1], items[2]])
+    assert batch["image"].shape == (2, 3, 96, 128) and batch["image"].dtype == torch.float32
+    assert batch["indices"] == [1, 2] and batch["transforms"] == [items[1]["transform"], items[2]["transform"]]
+    h, w = items[1]["image"].shape[1:]
+    assert torch.equal(batch["image"][0, :, :h, :w], items[1]["image"])
+    assert not batch["image"][0, :, :, w:].any()  # zero padding on the right, content unmoved
+
+
+def test_workers_do_not_deadlock_after_the_parent_used_opencv(tmp_path):
+    """Regression: a worker forked after the parent used OpenCV hung forever on its thread pool."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from ocrkit.core.config import DataConfig, MapsConfig
+        from ocrkit.core.data.dataset import TrainDataset, build_train_loader
+        from ocrkit.core.data.synth import generate_synthetic
+        generate_synthetic({str(tmp_path)!r}, 4, 0, size=(160, 160), seed=1, progress=False)
+        from ocrkit.core.data.formats import load_dataset
+        samples = load_dataset({str(tmp_path / "train")!r}).samples
+        dataset = TrainDataset(samples, DataConfig(train_size=(96, 96)), MapsConfig(), seed=0)
+        dataset[0]  # the parent uses OpenCV before forking workers
+        batches = list(build_train_loader(dataset, 2, 1, seed=0, epoch=0))
+        print("batches", len(batches))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "batches 2" in done.stdout

@@ -1,0 +1,189 @@
+"""The main job through the CLI: train → eval → predict, run directories, resume, logging, errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typer.testing import CliRunner
+
+from ocrkit.cli.app import app
+from ocrkit.core.data.synth import generate_synthetic
+
+runner = CliRunner()
+
+TINY = [
+    "--set", "model.base_width=8", "--set", "model.inner_channels=32", "--set", "model.head_channels=8",
+    "--set", "data.train_size=[96,96]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
+    "--set", "train.overlays=1", "--set", "train.eval_batch_size=2",
+]
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def assert_one_line_error(result, fragment):
+    assert result.exit_code != 0, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error:") and fragment in lines[-1], result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
+    return root
+
+
+def train(synth, log_dir, *extra):
+    return run("train", "--data", synth / "train", "--val-data", synth / "val", "--quiet",
+               "--set", f"log.dir={log_dir}", *TINY, *extra)
+
+
+def test_train_eval_predict_end_to_end(synth, tmp_path):
+    result = train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "tiny")
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "train" / "tiny"
+    for name in ("config.toml", "last.pt", "best.pt", "metrics.csv"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert len(list(run_dir.glob("val/step*/overlays/*.png"))) == 2  # one per validation
+    assert "ocrkit eval --checkpoint" in result.output and "best val hmean" in result.output
+
+    state = torch.load(run_dir / "last.pt", weights_only=False)
+    assert state["train_state"]["step"] == 4 and state["train_state"]["epoch"] == 2
+    assert {"model", "optimizer", "scheduler", "scaler", "config", "ocrkit_version", "best_metric"} <= set(state)
+    assert state["config"]["model"]["base_width"] == 8
+
+    again = train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "tiny")
+    assert again.exit_code == 0 and (tmp_path / "train" / "tiny2" / "last.pt").is_file()  # auto-increment
+
+    out = tmp_path / "eval"
+    evaluated = run("eval", "--checkpoint", run_dir / "last.pt", "--data", synth / "val", "--out", out, "--json",
+                    "--set", "postprocess.thresh=0.05", "--set", "postprocess.box_thresh=0.05")
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = json.loads(evaluated.output)
+    assert len(list(out.glob("res_*.txt"))) == 4 and len(list((out / "json").glob("*.json"))) == 4
+    rescored = json.loads(run("eval", "--gt-dir", synth / "val", "--pred-dir", out, "--json").output)
+    assert (rescored["precision"], rescored["recall"], rescored["hmean"]) == (
+        scores["precision"], scores["recall"], scores["hmean"])
+
+    predicted = run("predict", synth / "val" / "images", "--checkpoint", run_dir / "best.pt", "--out", tmp_path / "pred")
+    assert predicted.exit_code == 0, predicted.output
+    for stem in ("synth_000001", "synth_000004"):
+        assert (tmp_path / "pred" / f"res_{stem}.txt").is_file()
+        assert json.loads((tmp_path / "pred" / f"{stem}.json").read_text())["detections"] is not None
+        assert (tmp_path / "pred" / f"{stem}_overlay.png").stat().st_size > 0
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=False)["model"]
+
+
+def test_resume_equals_straight_run_and_logs_stay_monotonic(synth, tmp_path):
+    straight = train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "straight")
+    assert straight.exit_code == 0, straight.output
+    # interrupted mid-epoch (step 3 of 4), same schedule, then resumed
+    first = train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "split", "--set", "train.stop_at_step=3")
+    assert first.exit_code == 0, first.output
+    split_dir = tmp_path / "train" / "split"
+    paused = torch.load(split_dir / "last.pt", weights_only=False)["train_state"]
+    assert (paused["step"], paused["epoch"], paused["batch_in_epoch"]) == (3, 1, 1)
+    resumed = run("train", "--resume", split_dir, "--quiet", "--set", "train.stop_at_step=1000")
+    assert resumed.exit_code == 0, resumed.output
+
+    a, b = _weights(tmp_path / "train" / "straight" / "last.pt"), _weights(split_dir / "last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    state = torch.load(split_dir / "last.pt", weights_only=False)
+    assert state["train_state"]["step"] == 4
+    straight_lr = torch.load(tmp_path / "train" / "straight" / "last.pt", weights_only=False)["scheduler"]
+    assert state["scheduler"]["_last_lr"] == straight_lr["_last_lr"]
+
+    events = EventAccumulator(str(split_dir / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/img_per_s", "val/hmean", "val/precision"} <= set(tags)
+    for tag in tags:
+        steps = [e.step for e in events.Scalars(tag)]
+        assert steps == sorted(set(steps)), (tag, steps)  # strictly increasing, across the resume
+    assert [e.step for e in events.Scalars("val/hmean")] == [2, 4]
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+
+
+def test_resume_after_a_crash_purges_logged_steps_past_the_checkpoint(synth, tmp_path):
+    """A run killed after logging steps the checkpoint never saw: on resume those steps are
+    dropped from TensorBoard and metrics.csv, so the re-done steps are logged exactly once."""
+    assert train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "crash",
+                 "--set", "train.stop_at_step=2").exit_code == 0
+    run_dir = tmp_path / "train" / "crash"
+    from ocrkit.core.engine.logger import RunLogger
+
+    ghost = RunLogger(run_dir, tensorboard=True)  # the steps logged just before the crash
+    ghost.scalars({"train/loss": 99.0}, step=3, epoch=1)
+    ghost.close()
+    assert run("train", "--resume", run_dir, "--quiet", "--set", "train.stop_at_step=1000").exit_code == 0
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4] and 99.0 not in [e.value for e in losses]
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert sum(r.startswith("3,") and ",train/loss," in r for r in rows) == 1
+
+
+def test_init_from_loads_weights_only(synth, tmp_path):
+    assert train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "base").exit_code == 0
+    base = tmp_path / "train" / "base" / "last.pt"
+    result = train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "ft", "--init-from", base,
+                   "--set", "train.lr=1e-12")
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "train" / "ft" / "last.pt", weights_only=False)
+    assert state["train_state"]["step"] == 2  # a new run: its own counter
+    for key, value in _weights(base).items():
+        if value.is_floating_point() and "running" not in key and "num_batches" not in key:
+            torch.testing.assert_close(state["model"][key], value, rtol=0, atol=1e-6)
+
+
+def test_overfit_one_batch_reaches_high_hmean(synth, tmp_path):
+    result = run(
+        "train", "--data", synth / "train", "--quiet", "--overfit-batches", 1, "--batch-size", 2,
+        "--epochs", 300, "--set", f"log.dir={tmp_path}", *TINY, "--set", "data.train_size=[128,160]",
+        "--set", "train.optimizer=adamw", "--set", "train.lr=0.003", "--set", "train.weight_decay=0",
+        "--set", "train.poly_power=0", "--set", "train.val_every=100", "--set", "train.overlays=0",
+    )
+    assert result.exit_code == 0, result.output
+    assert "best val hmean" in result.output
+    best = float(result.output.split("best val hmean")[1].split()[0])
+    assert best >= 0.95, result.output
+
+
+def test_bad_input_is_one_line(synth, tmp_path):
+    assert_one_line_error(train(synth, tmp_path, "--data", tmp_path / "missing"), "data path not found")
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    (empty / "gts").mkdir()
+    assert_one_line_error(train(synth, tmp_path, "--data", empty), "set is empty")
+
+    assert train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "r18").exit_code == 0
+    checkpoint = tmp_path / "train" / "r18" / "last.pt"
+    other = run("eval", "--checkpoint", checkpoint, "--data", synth / "val", "--set", "model.base_width=16")
+    assert_one_line_error(other, "another architecture")
+    init_other = train(synth, tmp_path, "--init-from", checkpoint, "--set", "model.backbone=resnet50")
+    assert_one_line_error(init_other, "another architecture")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert_one_line_error(run("eval", "--checkpoint", tmp_path / "junk.pt", "--data", synth / "val"), "junk.pt")
+
+    broken = tmp_path / "broken"
+    for sub in ("images", "gts"):
+        (broken / sub).mkdir(parents=True)
+    (broken / "images" / "a.jpg").write_bytes(b"\xff\xd8 garbage")
+    (broken / "gts" / "gt_a.txt").write_text("1,1,50,1,50,20,1,20,word\n")
+    assert_one_line_error(train(synth, tmp_path, "--data", broken, "--batch-size", 1), "a.jpg")
+    assert_one_line_error(
+        train(synth, tmp_path, "--resume", checkpoint, "--init-from", checkpoint), "pick one"
+    )
