@@ -391,3 +391,25 @@ def test_workers_do_not_deadlock_after_the_parent_used_opencv(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "batches 2" in done.stdout
+
+
+def test_fixed_crop_keeps_the_scale_and_finds_text():
+    from ocrkit.core.config import AugmentConfig, DataConfig
+    from ocrkit.core.data.augment import augment
+
+    image = np.full((400, 480, 3), 200, np.uint8)
+    word = np.array([[300, 300], [380, 300], [380, 330], [300, 330]], np.float32)
+    cv2.fillPoly(image, [word.astype(np.int32)], (10, 10, 10))
+    cfg = DataConfig(
+        train_size=(96, 128),
+        augment=AugmentConfig(crop="fixed", scale=(1.0, 1.0), rotate=0, brightness=0, contrast=0, saturation=0, hue=0),
+    )
+    found = 0
+    for seed in range(20):
+        out, polys, flags = augment(image, [word], [False], seed, cfg)
+        assert out.shape[:2] == (96, 128)
+        if polys:
+            found += 1
+            extent = polys[0].max(axis=0) - polys[0].min(axis=0)
+            np.testing.assert_allclose(extent, [80, 30], atol=1.5)  # not resized: same scale
+    assert found == 20  # the window is anchored on the word

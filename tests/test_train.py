@@ -152,9 +152,10 @@ def test_init_from_loads_weights_only(synth, tmp_path):
 def test_overfit_one_batch_reaches_high_hmean(synth, tmp_path):
     result = run(
         "train", "--data", synth / "train", "--quiet", "--overfit-batches", 1, "--batch-size", 2,
-        "--epochs", 300, "--set", f"log.dir={tmp_path}", *TINY, "--set", "data.train_size=[128,160]",
-        "--set", "train.optimizer=adamw", "--set", "train.lr=0.003", "--set", "train.weight_decay=0",
-        "--set", "train.poly_power=0", "--set", "train.val_every=100", "--set", "train.overlays=0",
+        "--epochs", 400, "--set", f"log.dir={tmp_path}", *TINY, "--set", "data.train_size=[128,160]",
+        "--set", "model.base_width=16", "--set", "model.inner_channels=64", "--set", "model.head_channels=16",
+        "--set", "train.optimizer=adamw", "--set", "train.lr=0.002", "--set", "train.weight_decay=0",
+        "--set", "train.poly_power=0", "--set", "train.val_every=400", "--set", "train.overlays=0",
     )
     assert result.exit_code == 0, result.output
     assert "best val hmean" in result.output

@@ -38,6 +38,11 @@ class AugmentConfig(Section):
     scale: tuple[float, float] = Field((0.5, 2.0), description="random rescale range before the crop")
     rotate: float = Field(10.0, ge=0, le=180, description="max rotation in degrees (±)")
     flip: float = Field(0.0, ge=0, le=1, description="horizontal flip probability (mirrors text)")
+    crop: Literal["db", "fixed"] = Field(
+        "db",
+        description="db: a random window resized to fit train_size (DB); fixed: a train_size window "
+        "of the scaled image, no resize, so text keeps the scale the random rescale gave it",
+    )
     crop_tries: int = Field(10, ge=1, description="attempts to find a crop that cuts no text")
     min_crop_ratio: float = Field(0.1, gt=0, le=1, description="smallest crop side vs image side")
     brightness: float = Field(0.25, ge=0, description="photometric jitter strengths")

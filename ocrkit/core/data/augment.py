@@ -60,7 +60,10 @@ class Augmenter:
         self.geometric.set_random_state(np_gen, py_gen)
         self.photometric.set_random_state(np_gen, py_gen)
         image, polys = warp(self.geometric, image, polys)
-        window = choose_crop(crop_gen, image.shape[:2], polys, flags, self.cfg.augment)
+        if self.cfg.augment.crop == "fixed":
+            window = choose_fixed_crop(crop_gen, image.shape[:2], polys, flags, self.cfg.train_size)
+        else:
+            window = choose_crop(crop_gen, image.shape[:2], polys, flags, self.cfg.augment)
         image, polys, flags = crop(image, polys, flags, window)
         image, polys, flags, transform = resize_to_fit(image, polys, flags, self.cfg.train_size)
         return jitter_content(self.photometric, image, transform.content_size), polys, flags
@@ -188,6 +191,30 @@ def choose_crop(
         if not care or any(_overlaps(p, window) for p in care):
             return window
     return 0, 0, w, h
+
+
+def choose_fixed_crop(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    polygons: Polygons,
+    ignore: Sequence[bool],
+    size: tuple[int, int],
+) -> Window:
+    """A ``size`` (H, W) window (the whole side where the image is smaller) that contains the
+    centre of a randomly chosen care polygon, at a random offset; anywhere when there is none.
+    The crop is not resized afterwards, so the text scale seen in training is the one the random
+    rescale chose: train and full-resolution eval see text at matching scales."""
+    h, w = shape
+    ch, cw = min(h, size[0]), min(w, size[1])
+    care = [p for p, flag in zip(polygons, ignore, strict=True) if not flag]
+    x_lo, x_hi, y_lo, y_hi = 0, w - cw, 0, h - ch
+    if care:
+        cx, cy = care[int(rng.integers(len(care)))].mean(axis=0)
+        x_lo, x_hi = max(0, int(cx) - cw + 1), min(w - cw, int(cx))
+        y_lo, y_hi = max(0, int(cy) - ch + 1), min(h - ch, int(cy))
+    x0 = int(rng.integers(x_lo, max(x_lo, x_hi) + 1))
+    y0 = int(rng.integers(y_lo, max(y_lo, y_hi) + 1))
+    return x0, y0, x0 + cw, y0 + ch
 
 
 def _drop_outside(
