@@ -46,7 +46,6 @@ def make_icdar_dir(root: Path, images: dict[str, tuple[np.ndarray, list[np.ndarr
 @pytest.fixture
 def tiny_icdar(tmp_path: Path) -> Path:
     """Three small non-square images with axis-aligned and rotated words, one don't-care each."""
-    rng = np.random.default_rng(7)
     images = {}
     for i, (h, w) in enumerate([(240, 320), (300, 200), (256, 256)]):
         image = np.full((h, w, 3), 200, np.uint8)

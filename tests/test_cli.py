@@ -1,10 +1,8 @@
 """Every command through the real Typer app (CliRunner): outputs, JSON, one-line errors."""
 
 import json
-import shutil
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from ocrkit.cli.app import app

@@ -16,15 +16,11 @@ from ocrkit.core.data.augment import augment, build_augmenter, choose_crop
 from ocrkit.core.data.dataset import (
     MAP_KEYS,
     EpochSampler,
-    EvalDataset,
     TrainDataset,
     build_train_loader,
-    collate_eval,
 )
 from ocrkit.core.data.formats import load_icdar_dir
-from ocrkit.core.data.image import apply_resize, load_image, normalize
 from ocrkit.core.geometry.maps import polygon_area
-from ocrkit.core.geometry.transform import plan_resize
 
 RED = (255, 0, 0)
 GREY = 128
@@ -336,35 +332,6 @@ def test_train_loader_workers_match_single_process_and_resume(dark_text):
     assert torch.equal(serial[0]["image"][0], dataset[first_index]["image"])
     other_epoch = batches(build_train_loader(dataset, batch_size=2, num_workers=0, seed=2, epoch=2))
     assert not torch.equal(other_epoch[0]["image"], serial[0]["image"])
-
-
-# --- EvalDataset ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("keep_ratio", [True, False])
-def test_eval_dataset_and_collate(dark_text, keep_ratio):
-    cfg = DataConfig(eval_size=(96, 128), keep_ratio=keep_ratio, pad_multiple=32)
-    dataset = EvalDataset(dark_text[:3], cfg)  # 128×160, 160×128, 120×200
-    items = [dataset[i] for i in range(3)]
-    for index, item in enumerate(items):
-        image = load_image(dark_text[index].image_path)
-        transform = plan_resize(image.shape[:2], (96, 128), keep_ratio, 32)
-        assert item["transform"] == transform and item["index"] == index
-        (ch, cw), (ph, pw) = transform.content_size, transform.padded_size
-        want = np.zeros((3, ph, pw), np.float32)  # zero AFTER normalising, like engine.inference
-        want[:, :ch, :cw] = normalize(apply_resize(image, transform)[:ch, :cw], cfg.mean, cfg.std)
-        assert torch.equal(item["image"], torch.from_numpy(want))
-    if keep_ratio:
-        assert [it["transform"].content_size for it in items] == [(96, 120), (96, 77), (77, 128)]
-        assert [it["image"].shape[1:] for it in items] == [(96, 128), (96, 96), (96, 128)]
-    else:
-        assert all(it["image"].shape == (3, 96, 128) for it in items)
-    batch = collate_eval([items[1], items[2]])
-    assert batch["image"].shape == (2, 3, 96, 128) and batch["image"].dtype == torch.float32
-    assert batch["indices"] == [1, 2] and batch["transforms"] == [items[1]["transform"], items[2]["transform"]]
-    h, w = items[1]["image"].shape[1:]
-    assert torch.equal(batch["image"][0, :, :h, :w], items[1]["image"])
-    assert not batch["image"][0, :, :, w:].any()  # zero padding on the right, content unmoved
 
 
 def test_workers_do_not_deadlock_after_the_parent_used_opencv(tmp_path):

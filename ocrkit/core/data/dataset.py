@@ -18,10 +18,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.augment import build_augmenter
-from ocrkit.core.data.image import apply_resize, load_image, normalize
+from ocrkit.core.data.image import load_image, normalize
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.geometry.maps import make_db_maps
-from ocrkit.core.geometry.transform import ResizeTransform, plan_resize
 
 MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
 
@@ -161,41 +160,3 @@ def build_train_loader(
         **worker_options,
     )
 
-
-class EvalDataset(Dataset[dict[str, Any]]):
-    """decode (EXIF applied) → ``plan_resize`` to ``eval_size`` → normalise; keeps the transform.
-
-    The padding is 0 AFTER normalisation, as in ``engine.inference.prepare_image`` and in
-    ``collate_eval``, so validation and ``predict`` feed the network identical inputs (padding
-    black pixels before normalising would give −mean/std there instead).
-    """
-
-    def __init__(self, samples: Sequence[Sample], data_cfg: DataConfig) -> None:
-        self.samples = list(samples)
-        self.data_cfg = data_cfg
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        cfg = self.data_cfg
-        image = load_image(self.samples[index].image_path)
-        transform = plan_resize(image.shape[:2], cfg.eval_size, cfg.keep_ratio, cfg.pad_multiple)
-        (ch, cw), (ph, pw) = transform.content_size, transform.padded_size
-        content = normalize(apply_resize(image, transform)[:ch, :cw], cfg.mean, cfg.std)
-        padded = torch.zeros((3, ph, pw), dtype=torch.float32)
-        padded[:, :ch, :cw] = torch.from_numpy(content)
-        return {"image": padded, "transform": transform, "index": index}
-
-
-def collate_eval(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images zero-padded bottom/right to the batch's largest H and W. Content sits at the
-    top-left, so every ``ResizeTransform`` stays valid unchanged."""
-    height = max(item["image"].shape[1] for item in batch)
-    width = max(item["image"].shape[2] for item in batch)
-    images = torch.zeros((len(batch), 3, height, width), dtype=torch.float32)
-    for slot, item in enumerate(batch):
-        _, h, w = item["image"].shape
-        images[slot, :, :h, :w] = item["image"]
-    transforms: list[ResizeTransform] = [item["transform"] for item in batch]
-    return {"image": images, "transforms": transforms, "indices": [int(item["index"]) for item in batch]}
