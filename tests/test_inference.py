@@ -15,7 +15,8 @@ from ocrkit.core.config import DataConfig, MapsConfig, ModelConfig, OcrkitConfig
 from ocrkit.core.data.formats import load_icdar_dir, read_predictions
 from ocrkit.core.data.image import image_size
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.engine.checkpoint import model_from_checkpoint, save_checkpoint
+from ocrkit.core.engine.checkpoint import save_checkpoint
+from ocrkit.core.engine.eval_job import load_for_inference
 from ocrkit.core.engine.inference import (
     evaluate_model,
     predict_batches,
@@ -156,8 +157,9 @@ def test_reloaded_checkpoint_predicts_identically(samples, tmp_path):
     model = build_model(cfg.model)  # left in train mode: prediction must switch to eval itself
     state = {"model": model.state_dict(), "config": cfg.model_dump(mode="json")}
     path = save_checkpoint(tmp_path / "model.ckpt", state)
-    reloaded, reloaded_cfg = model_from_checkpoint(path)
-    assert reloaded_cfg.model == TINY_MODEL
+    loaded = load_for_inference(path, None, None, {"train.device": "cpu"})
+    reloaded = loaded.model
+    assert loaded.cfg.model == TINY_MODEL and not reloaded.training
 
     data = DataConfig(eval_size=(128, 160), keep_ratio=True)
     paths = [s.image_path for s in samples]

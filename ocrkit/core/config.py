@@ -8,7 +8,6 @@ command-line flags and ``--set a.b=value``. Each component takes only its own se
 from __future__ import annotations
 
 import contextvars
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.errors import ConfigError
 
 ENV_PREFIX = "OCRKIT_"
@@ -309,7 +309,4 @@ def config_to_toml(cfg: OcrkitConfig) -> str:
 
 
 def save_config(cfg: OcrkitConfig, path: str | Path) -> None:
-    target = Path(path)
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(config_to_toml(cfg), encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(path, config_to_toml(cfg))

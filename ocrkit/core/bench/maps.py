@@ -16,6 +16,7 @@ import numpy as np
 from ocrkit.core.bench.timing import median_seconds
 from ocrkit.core.config import MapsConfig
 from ocrkit.core.data.formats import load_icdar_dir
+from ocrkit.core.data.image import image_size
 from ocrkit.core.geometry.maps import make_db_maps
 from ocrkit.core.geometry.reference_maps import reference_db_maps
 from ocrkit.core.geometry.transform import plan_resize
@@ -53,7 +54,7 @@ def dense_case(size: tuple[int, int], images: int, quads: int = 100) -> Polygons
 def sparse_case(sample_dir: Path, size: tuple[int, int]) -> Polygons:
     out = []
     for sample in load_icdar_dir(sample_dir).samples:
-        transform = plan_resize(cv2.imread(str(sample.image_path)).shape[:2], size, keep_ratio=False)
+        transform = plan_resize(image_size(sample.image_path), size, keep_ratio=False)
         out.append(([transform.forward(p) for p in sample.polygons], sample.ignore))
     return out
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.errors import InputError
 
@@ -99,13 +99,6 @@ def format_polygon(polygon: np.ndarray) -> str:
     return ",".join(_format_number(v) for v in np.asarray(polygon, dtype=np.float64).reshape(-1))
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_icdar_gt(
     path: str | Path, polygons: Iterable[np.ndarray], texts: Iterable[str], ignore: Iterable[bool]
 ) -> None:
@@ -114,7 +107,7 @@ def write_icdar_gt(
         f"{format_polygon(p)},{DONT_CARE if flag else t}"
         for p, t, flag in zip(polygons, texts, ignore, strict=True)
     ]
-    _write_text_atomic(Path(path), "".join(line + "\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def write_predictions(
@@ -126,7 +119,7 @@ def write_predictions(
         lines = [format_polygon(p) for p in polygons]
     else:
         lines = [f"{format_polygon(p)},{s:.4f}" for p, s in zip(polygons, scores, strict=True)]
-    _write_text_atomic(Path(path), "".join(line + "\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def read_predictions(path: str | Path) -> tuple[list[np.ndarray], list[float | None]]:

@@ -11,7 +11,6 @@ seed gives byte-identical files, and an image does not depend on how many came b
 from __future__ import annotations
 
 import math
-import os
 import string
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from shapely.geometry import Polygon
 
+from ocrkit.core.atomic import write_bytes_atomic
 from ocrkit.core.data.formats import write_icdar_gt
 from ocrkit.core.errors import OcrkitError
 
@@ -575,17 +575,11 @@ def render_sample(rng: np.random.Generator, size: tuple[int, int], fonts: Sequen
 # ---------------------------------------------------------------- files
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_sample(root: Path, stem: str, image: np.ndarray, words: Sequence[Word]) -> None:
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise OcrkitError(f"synthetic data: could not encode {stem}.jpg")
-    _write_bytes_atomic(root / "images" / f"{stem}.jpg", jpeg.tobytes())
+    write_bytes_atomic(root / "images" / f"{stem}.jpg", jpeg.tobytes())
     write_icdar_gt(root / "gts" / f"gt_{stem}.txt", [w.polygon for w in words], [w.text for w in words],
                    [w.ignore for w in words])
 

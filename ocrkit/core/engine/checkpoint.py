@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ocrkit import __version__
+from ocrkit.core.atomic import atomic_output
 from ocrkit.core.config import ModelConfig, OcrkitConfig
 from ocrkit.core.errors import InputError
-from ocrkit.core.model import DBNet, build_model
+from ocrkit.core.model import DBNet
 
 FORMAT = "ocrkit-checkpoint-v1"
 
@@ -20,12 +20,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus format and version tags) via a temp file and an atomic rename, so an
     interrupted save never leaves a truncated checkpoint behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": FORMAT, "ocrkit_version": __version__, **state}, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with atomic_output(path, fsync=True) as tmp:
+        torch.save({"format": FORMAT, "ocrkit_version": __version__, **state}, tmp)
     return path
 
 
@@ -68,11 +64,3 @@ def load_weights(model: DBNet, state: dict[str, Any], path: str | Path, model_cf
     except (KeyError, RuntimeError) as exc:
         raise InputError(path, f"weights do not fit the model ({str(exc).splitlines()[0]})") from None
 
-
-def model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[DBNet, OcrkitConfig]:
-    """The trained model (eval mode, on ``device``) and the config it was trained with."""
-    state = load_checkpoint(path)
-    cfg = checkpoint_config(state, path)
-    model = build_model(cfg.model)
-    load_weights(model, state, path, cfg.model)
-    return model.to(device).eval(), cfg

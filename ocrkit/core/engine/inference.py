@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ocrkit.core.config import DataConfig, PostprocessConfig
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.data.formats import write_predictions
 from ocrkit.core.data.image import apply_resize, load_image, normalize
 from ocrkit.core.data.sample import Sample
@@ -214,8 +215,7 @@ def _scored_record(prediction: ImagePrediction, result: ImageResult) -> dict[str
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _write_res_file(out_dir: Path, prediction: ImagePrediction) -> None:

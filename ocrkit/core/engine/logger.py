@@ -7,10 +7,11 @@ rows after it, so every tag's steps strictly increase across interruptions.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
+
+from ocrkit.core.atomic import atomic_output
 
 CSV_FIELDS = ("step", "epoch", "tag", "value")
 
@@ -20,12 +21,10 @@ def truncate_csv_after(path: Path, step: int) -> None:
         return
     with open(path, newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= step]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class RunLogger:
