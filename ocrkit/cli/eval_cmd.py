@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, err_console, flag_values, out_console
-from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics, evaluate_dirs
 
@@ -54,6 +53,8 @@ def eval_command(
             raise OcrkitError("give --checkpoint (and --data), or --gt-dir and --pred-dir to score files")
         print_metrics(evaluate_dirs(gt_dir, pred_dir), json_out, title=f"{pred_dir} vs {gt_dir}")
         return
+    from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference  # torch: only here
+
     flags = flag_values(data__val=data, train__device=device, data__skip_bad=skip_bad)
     loaded = load_for_inference(checkpoint, config, set_, flags)
     metrics, out_dir = evaluate_checkpoint(loaded, out, name, progress=not json_out)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ocrkit.cli.common import ConfigOption, SetOption, flag_values, out_console
-from ocrkit.core.engine.eval_job import load_for_inference, predict_images
 
 
 def predict_command(
@@ -21,6 +20,8 @@ def predict_command(
     set_: SetOption = None,
 ) -> None:
     """Detect text: boxes as JSON and ICDAR txt (original image coordinates), and overlay PNGs."""
+    from ocrkit.core.engine.eval_job import load_for_inference, predict_images  # torch: only here
+
     loaded = load_for_inference(checkpoint, config, set_, flag_values(train__device=device))
     predictions, out_dir = predict_images(loaded, images, out, name, progress=True)
     for prediction in predictions:

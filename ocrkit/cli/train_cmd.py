@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_console, resolve_config
-from ocrkit.core.engine.train_job import resolve_resume, run_training
 
 
 def train_command(
@@ -28,6 +27,8 @@ def train_command(
     set_: SetOption = None,
 ) -> None:
     """Train a DBNet detector; writes runs/train/<name> (config, checkpoints, metrics, TensorBoard)."""
+    from ocrkit.core.engine.train_job import resolve_resume, run_training  # torch: only when used
+
     if resume is not None and config is None:
         config = resolve_resume(resume)[1] / "config.toml"  # the run's own resolved config
     cfg = resolve_config(

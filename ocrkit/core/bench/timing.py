@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-import torch
-
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):
@@ -24,6 +22,8 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
 
 def machine_info() -> dict[str, object]:
     import os
+
+    import torch
 
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
