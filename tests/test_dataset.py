@@ -231,7 +231,7 @@ def test_train_dataset_items_and_map_consistency(dark_text, enabled):
     text_pixels = 0
     for index in range(len(dataset)):
         item = dataset[index]
-        assert set(item) == {"image", *MAP_KEYS}
+        assert set(item) == {"image", "index", *MAP_KEYS}
         assert item["image"].shape == (3, 64, 96) and item["image"].dtype == torch.float32
         for key in MAP_KEYS:
             assert item[key].shape == (64, 96) and item[key].dtype == torch.float32, key

@@ -108,7 +108,7 @@ def test_resume_equals_straight_run_and_logs_stay_monotonic(synth, tmp_path):
     events = EventAccumulator(str(split_dir / "tb"))
     events.Reload()
     tags = events.Tags()["scalars"]
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/img_per_s", "val/hmean", "val/precision"} <= set(tags)
+    assert {"train/loss", "train/lr", "health/grad_norm", "health/update_ratio", "train/img_per_s", "val/hmean", "val/precision"} <= set(tags)
     for tag in tags:
         steps = [e.step for e in events.Scalars(tag)]
         assert steps == sorted(set(steps)), (tag, steps)  # strictly increasing, across the resume

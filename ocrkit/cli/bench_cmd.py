@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
 from ocrkit.core.bench.maps import results_as_dicts, run_maps_bench
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.bench.timing import machine_info
 
 app = typer.Typer(help="Benchmarks: compared variants side by side in one process.", no_args_is_help=True)
@@ -40,5 +41,57 @@ def maps(
                       f"{r.speedup:.2f}×", f"{r.max_thresh_diff:.1e}", str(r.binary_maps_identical))
     out_console.print(table)
     if json_file:
-        json_file.write_text(json.dumps({"machine": machine_info(), "results": results_as_dicts(results)}, indent=2))
+        write_text_atomic(json_file, json.dumps({"machine": machine_info(), "results": results_as_dicts(results)}, indent=2))
         out_console.print(f"wrote {json_file}")
+
+
+@app.command("fp16-vs-fp32")
+def fp16_vs_fp32(
+    precisions: Annotated[str, typer.Option(help="Comma-separated; 32-true is the reference.")] = "32-true,16-mixed,bf16-mixed",
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps per precision (default: the config's schedule).")] = None,
+    data: Annotated[str | None, typer.Option(help="Training data (default: the built-in synthetic set).")] = None,
+    val_data: Annotated[str | None, typer.Option(help="Validation data every precision is scored on.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    tolerance: Annotated[float, typer.Option(min=0, help="Largest |ΔH| vs 32-true that passes.")] = 0.01,
+    name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "fp16-vs-fp32",
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any precision FAILs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No training progress output.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Train the same run at each precision (same weights, data order, seed, steps); compare speed and val H."""
+    from ocrkit.core.bench.precision import parse_precisions, precision_bench_job, results_document
+
+    names = parse_precisions(precisions)
+    cfg = resolve_config(config, set_, data__train=data, data__val=val_data, train__device=device)
+    runs, out_dir = precision_bench_job(cfg, names, steps, tolerance, name, quiet)
+    out_console.print(precision_table(runs, tolerance))
+    for run in runs:
+        if run.reason:
+            out_console.print(f"{run.precision}: {run.reason}", soft_wrap=True)
+    document = results_document(runs, cfg, steps, tolerance)
+    for path in (out_dir / "results.json", json_file):
+        if path is not None:
+            write_text_atomic(path, json.dumps(document, indent=2))
+    out_console.print(f"results: {out_dir / 'results.json'}" + (f" and {json_file}" if json_file else ""))
+    if strict and any(run.verdict == "FAIL" for run in runs):
+        raise typer.Exit(1)
+
+
+def precision_table(runs, tolerance: float) -> Table:
+    def num(value, fmt):
+        return "—" if value is None else format(value, fmt)
+
+    table = Table(title=f"precision vs 32-true (PASS: |ΔH| ≤ {tolerance} and no health stop)")
+    for column in ("precision", "img/s", "speed-up", "peak MiB", "final loss", "P", "R", "H", "ΔH",
+                   "skipped", "min scale", "verdict"):
+        table.add_column(column, justify="right")
+    for r in runs:
+        table.add_row(
+            r.precision, num(r.images_per_s, ".2f"), num(r.speedup, ".2f") + ("×" if r.speedup else ""),
+            num(r.peak_memory_mib, ".0f"), num(r.final_loss, ".4f"), num(r.precision_, ".4f"),
+            num(r.recall, ".4f"), num(r.hmean, ".4f"), num(r.delta_hmean, "+.4f"), f"{r.skipped_steps}/{r.steps}",
+            num(r.min_scale, "g"), r.verdict,
+        )
+    return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,8 @@ from ocrkit.core.config import OcrkitConfig, load_config
 from ocrkit.core.errors import OcrkitError
 
 err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+# Piped or captured output is not squeezed into 80 columns: benchmark tables stay readable.
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (overrides defaults).")

@@ -125,9 +125,29 @@ class PostprocessConfig(Section):
     min_size: float = Field(3.0, ge=0, description="shorter box side below this is dropped")
 
 
+class ScalerConfig(Section):
+    """fp16 loss scaling (torch.amp.GradScaler). Only 16-mixed uses one: bf16 has fp32's range."""
+
+    enabled: bool | None = Field(None, description="unset: on for 16-mixed, off otherwise")
+    init_scale: float = Field(2.0**16, gt=0)
+    growth_interval: int = Field(2000, ge=1, description="overflow-free steps before the scale doubles")
+
+
+class EmaConfig(Section):
+    """An exponential moving average of the weights, updated after each REAL optimizer step."""
+
+    enabled: bool = False
+    decay: float = Field(0.999, gt=0, lt=1)
+    warmup: bool = Field(True, description="decay ramps as min(decay, (1+n)/(10+n)) over the first updates")
+
+
 class TrainConfig(Section):
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(8, ge=1)
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many optimizer steps (the LR schedule spans them)"
+    )
+    batch_size: int = Field(8, ge=1, description="images per micro-batch")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step")
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.007, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -135,6 +155,8 @@ class TrainConfig(Section):
     warmup_steps: int = Field(0, ge=0)
     poly_power: float = Field(0.9, ge=0)
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    scaler: ScalerConfig = ScalerConfig()
+    ema: EmaConfig = EmaConfig()
     device: Literal["cpu", "cuda", "auto"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
     seed: int = 0
@@ -152,6 +174,32 @@ class TrainConfig(Section):
     def _precision_alias(cls, v: Any) -> Any:
         return {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(str(v), v)
 
+    @model_validator(mode="after")
+    def _scaler_matches_precision(self) -> TrainConfig:
+        if self.scaler.enabled and self.precision != "16-mixed":
+            raise ValueError(
+                f"scaler.enabled: a GradScaler is only for 16-mixed, not {self.precision} "
+                "(bf16 has fp32's exponent range and needs no loss scaling)"
+            )
+        if self.scaler.enabled is False and self.precision == "16-mixed":
+            raise ValueError("scaler.enabled: 16-mixed needs loss scaling; fp16 gradients underflow without it")
+        return self
+
+
+class HealthConfig(Section):
+    """The training-health monitor's verdicts. A non-finite loss always stops the run."""
+
+    enabled: bool = True
+    action: Literal["stop", "warn"] = Field("stop", description="what a failed check does")
+    warmup_steps: int = Field(100, ge=0, description="the skip-rate check starts after these steps")
+    window: int = Field(100, ge=1, description="steps in the rolling skip-rate window")
+    max_skip_rate: float = Field(0.05, ge=0, le=1)
+    min_scale: float = Field(1.0, gt=0, description="a loss scale below this fails (fp16)")
+    frozen_steps: int = Field(20, ge=1, description="consecutive steps with zero parameter movement that fail")
+    track_updates: bool = Field(True, description="measure ||Δθ||/||θ|| every step (one parameter copy)")
+    overflow_probe: bool = Field(
+        True, description="at the start, plant an inf gradient and check that the step is skipped"
+    )
 
 class CacheConfig(Section):
     enabled: bool = True
@@ -198,6 +246,7 @@ class OcrkitConfig(BaseSettings):
     loss: LossConfig = LossConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     train: TrainConfig = TrainConfig()
+    health: HealthConfig = HealthConfig()
     cache: CacheConfig = CacheConfig()
     log: LogConfig = LogConfig()
 
@@ -249,8 +298,10 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
     parts = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        shown = "" if e["type"] == "extra_forbidden" else f" (got {e.get('input')!r})"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        # A section-level check already names its field; echoing the whole section is noise.
+        whole_section = isinstance(e.get("input"), dict)
+        shown = "" if e["type"] == "extra_forbidden" or whole_section else f" (got {e.get('input')!r})"
         parts.append(f"{key}: {msg}{shown}")
     return f"invalid configuration{origin}: " + "; ".join(parts)
 

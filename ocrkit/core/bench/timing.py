@@ -33,3 +33,46 @@ def machine_info() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
     }
+
+
+class PeakMemory:
+    """Peak memory of one benchmarked variant: CUDA allocator peak on a GPU; on Linux CPUs the
+    process's resident-set high-water mark, reset through /proc/self/clear_refs before the run.
+    ``mib`` stays None where neither can be measured."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.mib: float | None = None
+        self.kind = "cuda allocated" if device.type == "cuda" else "process RSS"
+
+    def __enter__(self) -> PeakMemory:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as handle:
+                    handle.write("5")
+            except OSError:
+                self.kind = "unavailable"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self.kind != "unavailable":
+            self.mib = _vm_hwm_mib()
+
+
+def _vm_hwm_mib() -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

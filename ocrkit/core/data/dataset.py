@@ -56,6 +56,7 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         h, w = self.data_cfg.train_size
         maps = make_db_maps(polygons, ignore, h, w, self.maps_cfg).as_dict()
         item = {"image": torch.from_numpy(normalize(image, self.data_cfg.mean, self.data_cfg.std))}
+        item["index"] = torch.tensor(index)  # which samples a batch holds (health diagnostics)
         item.update({key: torch.from_numpy(np.ascontiguousarray(maps[key], dtype=np.float32)) for key in MAP_KEYS})
         return item
 

@@ -1,10 +1,12 @@
 """The one place that decides numeric precision: autocast dtype, grad scaler, and the step order.
 
-Order per optimizer step (field notes §3): scaler.scale(loss).backward() → unscale_ once →
-grad norm on the UNSCALED gradients → clip → scaler.step → scaler.update. Gradients are never
-touched before the scaler has seen them, so an overflow always reaches it and the step is
-skipped (the scale goes down) instead of being hidden. Losses are computed in float32 by the loss
-module whatever autocast does.
+Order per optimizer step (field notes §3): for each of the N accumulated micro-batches
+scaler.scale(loss / N).backward(); then, once per optimizer step: unscale_ → grad norm on the
+UNSCALED gradients → clip → scaler.step → scaler.update. Gradients are never touched before the
+scaler has seen them, so an overflow always reaches it and the step is skipped (the scale goes
+down) instead of being hidden; the caller does not advance the LR schedule on a skipped step.
+Without a scaler (32-true, bf16-mixed) a non-finite gradient norm skips the step the same way.
+Losses are computed in float32 by the loss module whatever autocast does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+
+from ocrkit.core.config import ScalerConfig
 
 AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
 
@@ -27,7 +31,7 @@ class StepOutcome:
 
 
 class PrecisionPolicy:
-    def __init__(self, precision: str, device: torch.device):
+    def __init__(self, precision: str, device: torch.device, scaler: ScalerConfig | None = None):
         self.precision = precision
         self.device = device
         self.dtype = AUTOCAST_DTYPES.get(precision)
@@ -37,15 +41,27 @@ class PrecisionPolicy:
                 "use bf16-mixed on CPU",
                 stacklevel=2,
             )
-        # Only fp16 needs loss scaling; bf16 has fp32's exponent range.
-        self.scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
+        # Only fp16 needs loss scaling; bf16 has fp32's exponent range (the config rejects a
+        # scaler for any other precision).
+        scaler = scaler or ScalerConfig()
+        self.scaler = None
+        if precision == "16-mixed":
+            self.scaler = torch.amp.GradScaler(
+                device.type, init_scale=scaler.init_scale, growth_interval=scaler.growth_interval
+            )
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def backward(self, loss: torch.Tensor) -> None:
+    @property
+    def scale(self) -> float:
+        return self.scaler.get_scale() if self.scaler else 1.0
+
+    def backward(self, loss: torch.Tensor, micro_batches: int = 1) -> None:
+        """Backward of one micro-batch; its loss counts 1/N of the optimizer step's."""
+        loss = loss / micro_batches if micro_batches > 1 else loss
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
     def step(

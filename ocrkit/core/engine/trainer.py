@@ -3,11 +3,18 @@
 Exact resume: data order is a pure function of (seed, epoch), augmentation of (seed, epoch,
 index), and a checkpoint holds model, optimizer, scheduler, scaler, RNG and the step counters
 (including how many batches of the current epoch were already trained), so N steps + resume N
-equals 2N straight.
+equals 2N straight. With gradient accumulation an optimizer step consumes ``train.accumulate``
+micro-batches and a pause only happens between optimizer steps.
+
+Health (engine/health.py): every step's scale, skip, unscaled grad norm and raw-model update
+are recorded before the EMA is touched; a non-finite loss stops the run at once with a
+diagnostic file; the monitor's other checks stop or warn per ``health.action``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +25,10 @@ import torch
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader
 from ocrkit.core.data.sample import Sample
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
+from ocrkit.core.engine.ema import ModelEma
+from ocrkit.core.engine.health import HealthMonitor, HealthStop, HealthSummary, StepHealth, UpdateProbe, probe_overflow_path
 from ocrkit.core.engine.inference import evaluate_model
 from ocrkit.core.engine.logger import RunLogger
 from ocrkit.core.engine.precision import PrecisionPolicy
@@ -47,6 +57,10 @@ class TrainResult:
     state: TrainState
     last_losses: dict[str, float] = field(default_factory=dict)
     last_metrics: DetectionMetrics | None = None
+    last_ema_metrics: DetectionMetrics | None = None
+    health: HealthSummary | None = None
+    images_per_s: list[float] = field(default_factory=list)  # one per optimizer step
+    losses: list[float] = field(default_factory=list)  # total loss per optimizer step
 
     @property
     def best_checkpoint(self) -> Path:
@@ -75,18 +89,24 @@ class Trainer:
         if init_state is not None:
             load_weights(self.model, init_state[0], init_state[1], cfg.model)
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
-        self.policy = PrecisionPolicy(cfg.train.precision, device)
+        self.policy = PrecisionPolicy(cfg.train.precision, device, cfg.train.scaler)
         self.dataset = TrainDataset(train_samples, cfg.data, cfg.maps, cfg.train.seed)
         self.drop_last = len(train_samples) >= cfg.train.batch_size
-        self.steps_per_epoch = steps_per_epoch(len(train_samples), cfg.train.batch_size)
-        self.total_steps = cfg.train.epochs * self.steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch(len(train_samples), cfg.train.batch_size, cfg.train.accumulate)
+        self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_steps)
-        self.state = TrainState()
+        self.health = HealthMonitor(cfg.health, uses_scaler=self.policy.scaler is not None)
+        self.update_probe = UpdateProbe(self.model, cfg.health.track_updates)
+        self.ema = ModelEma(self.model, cfg.train.ema) if cfg.train.ema.enabled else None
+        self.result = TrainResult(run_dir, TrainState())
+        self.state = self.result.state
         if resume_state is not None:
             self._restore(resume_state)
         resumed_at = self.state.step if resume_state is not None else None
         self.logger = RunLogger(run_dir, cfg.log.tensorboard, resume_step=resumed_at)
+        self._warned_this_epoch: set[str] = set()
 
     # ------------------------------------------------------------------ state
     def checkpoint_state(self) -> dict[str, Any]:
@@ -99,6 +119,7 @@ class Trainer:
             "best_metric": {"val/hmean": self.state.best_hmean},
             "config": self.cfg.model_dump(mode="json"),
             "torch_rng": torch.get_rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema else {}),
         }
 
     def _restore(self, resume: tuple[dict[str, Any], Path]) -> None:
@@ -107,44 +128,54 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.policy.load_state_dict(state.get("scaler", {}))
-        self.state = TrainState(**state["train_state"])
+        self.state = self.result.state = TrainState(**state["train_state"])
         torch.set_rng_state(state["torch_rng"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
 
     def save(self, name: str) -> Path:
         return save_checkpoint(self.run_dir / name, self.checkpoint_state())
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
-        result = TrainResult(self.run_dir, self.state)
+        result = self.result
         try:
-            while self.state.epoch < self.cfg.train.epochs:
+            self._probe_overflow_path()
+            while not self._finished():
                 result.last_losses = self._train_epoch()
-                if self._pause_due():
+                if self._pause_due() and not self._finished():
                     self.save("last.pt")  # mid-epoch: batch_in_epoch says where to pick up
                     self.progress.message(f"paused at step {self.state.step}: resume with --resume {self.run_dir}")
                     break
-                self.state.epoch += 1
-                self.state.batch_in_epoch = 0
-                if self._validation_due():
-                    result.last_metrics = self.validate()
-                if self._checkpoint_due():
-                    self.save("last.pt")
+                self._end_epoch()
         finally:
+            result.health = self.health.summary()
+            write_text_atomic(self.run_dir / "health.json", json.dumps(result.health.to_dict(), indent=2))
             self.logger.close()
             self.progress.close()
         return result
+
+    def _finished(self) -> bool:
+        return self.state.step >= self.total_steps
+
+    def _end_epoch(self) -> None:
+        self.state.epoch += 1
+        self.state.batch_in_epoch = 0
+        self._log_epoch_health()
+        if self._validation_due():
+            self.result.last_metrics, self.result.last_ema_metrics = self.validate()
+        if self._checkpoint_due():
+            self.save("last.pt")
 
     def _pause_due(self) -> bool:
         stop = self.cfg.train.stop_at_step
         return stop is not None and self.state.step >= stop
 
     def _checkpoint_due(self) -> bool:
-        epoch = self.state.epoch
-        return epoch == self.cfg.train.epochs or epoch % self.cfg.train.checkpoint_every == 0
+        return self._finished() or self.state.epoch % self.cfg.train.checkpoint_every == 0
 
     def _validation_due(self) -> bool:
-        last = self.state.epoch == self.cfg.train.epochs
-        return bool(self.val_samples) and (last or self.state.epoch % self.cfg.train.val_every == 0)
+        return bool(self.val_samples) and (self._finished() or self.state.epoch % self.cfg.train.val_every == 0)
 
     def _train_epoch(self) -> dict[str, float]:
         cfg = self.cfg.train
@@ -154,68 +185,179 @@ class Trainer:
             self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed, self.state.epoch,
             skip_batches=self.state.batch_in_epoch, drop_last=self.drop_last,
         )
-        self.progress.start_epoch(self.state.epoch, cfg.epochs, self.steps_per_epoch, self.state.batch_in_epoch)
+        steps_done = self.state.batch_in_epoch // cfg.accumulate
+        self.progress.start_epoch(self.state.epoch, self.epochs, self.steps_per_epoch, steps_done)
         losses: dict[str, float] = {}
+        group: list[dict[str, torch.Tensor]] = []
         tick = time.perf_counter()
         for batch in loader:
-            losses, outcome_values = self._train_step(batch)
+            group.append(batch)
+            if len(group) < cfg.accumulate:
+                continue
+            losses, step_values = self._train_step(group)
             now = time.perf_counter()
-            images_per_s = batch["image"].shape[0] / max(now - tick, 1e-9)
+            images_per_s = sum(b["image"].shape[0] for b in group) / max(now - tick, 1e-9)
             tick = now
-            self.state.step += 1
-            self.state.batch_in_epoch += 1
+            self.state.batch_in_epoch += len(group)
+            steps_done += 1
+            group = []
             values = {f"train/{k}": v for k, v in losses.items()}
-            values.update(outcome_values)
+            values.update(step_values)
             values["train/img_per_s"] = images_per_s
+            self.result.images_per_s.append(images_per_s)
+            self.result.losses.append(losses["loss"])
             self.logger.scalars(values, self.state.step, self.state.epoch)
             self.progress.batch_done(self.state.step, losses["loss"], images_per_s, values["train/lr"])
-            if self._pause_due():
+            if self._pause_due() or self._finished() or steps_done >= self.steps_per_epoch:
                 break
         return losses
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str, float]]:
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+    def _train_step(self, group: list[dict[str, torch.Tensor]]) -> tuple[dict[str, float], dict[str, float]]:
+        """One optimizer step over ``len(group)`` accumulated micro-batches."""
         lr = self.optimizer.param_groups[0]["lr"]
-        with self.policy.autocast():
-            outputs = self.model(batch["image"])
-        terms = self.loss_fn(outputs, batch)  # float32 whatever autocast did
-        if not torch.isfinite(terms["loss"]):
-            raise OcrkitError(
-                f"non-finite loss at step {self.state.step + 1} "
-                f"({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
-                "lower train.lr or use train.grad_clip"
-            )
-        self.policy.backward(terms["loss"])
+        totals = dict.fromkeys(LOSS_TAGS, 0.0)
+        for batch in group:
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with self.policy.autocast():
+                outputs = self.model(batch["image"])
+            terms = self.loss_fn(outputs, batch)  # float32 whatever autocast did
+            if not torch.isfinite(terms["loss"]):
+                self._stop_on_nonfinite_loss(terms, batch, lr)
+            self.policy.backward(terms["loss"], micro_batches=len(group))
+            for k in LOSS_TAGS:
+                totals[k] += float(terms[k].detach()) / len(group)
+        self.update_probe.before_step()
         outcome = self.policy.step(self.optimizer, self.model.parameters(), self.cfg.train.grad_clip)
+        update_ratio = self.update_probe.after_step()  # raw model, before the EMA moves
+        self.state.step += 1
         if outcome.stepped:
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
         else:
             self.state.skipped_steps += 1
-        values = {"train/lr": lr, "train/grad_norm": outcome.grad_norm, "train/skipped_steps": self.state.skipped_steps}
-        if self.policy.scaler is not None:
-            values["train/loss_scale"] = outcome.scale
-        return {k: float(terms[k].detach()) for k in LOSS_TAGS}, values
+        record = StepHealth(self.state.step, lr, outcome.scale, not outcome.stepped, outcome.grad_norm, update_ratio)
+        self._act_on(self.health.record(record))
+        return totals, self._health_values(record)
 
-    def validate(self) -> DetectionMetrics:
-        out_dir = self.run_dir / "val" / f"step{self.state.step:07d}"
-        metrics = evaluate_model(
-            self.model, self.val_samples, self.cfg.data, self.cfg.postprocess, self.device,
-            batch_size=self.cfg.train.eval_batch_size, out_dir=out_dir,
-            overlays=self.cfg.train.overlays, progress=self.progress.interactive,
+    def _health_values(self, h: StepHealth) -> dict[str, float]:
+        values = {
+            "train/lr": h.lr,
+            "health/grad_norm": h.grad_norm,
+            "health/skipped": float(h.skipped),
+            "health/skipped_total": float(self.state.skipped_steps),
+            "health/skip_rate": self.health.current_skip_rate(),
+        }
+        if h.update_ratio is not None:
+            values["health/update_ratio"] = h.update_ratio
+        if self.policy.scaler is not None:
+            values["health/loss_scale"] = h.scale
+        return values
+
+    # ------------------------------------------------------------------ health
+    def _probe_overflow_path(self) -> None:
+        if self.cfg.health.enabled and self.cfg.health.overflow_probe and not self._finished():
+            problem = probe_overflow_path(self.policy, self.model, self.optimizer, self.cfg.train.grad_clip)
+            if problem:
+                self._act_on([("overflow_masked", problem)])
+
+    def _act_on(self, problems: list[tuple[str, str]]) -> None:
+        """Stop (health.action = stop) or warn once per check and epoch."""
+        if not problems:
+            return
+        text = "; ".join(message for _, message in problems)
+        self.health.reported.append(f"step {self.state.step}: {text}")
+        if self.cfg.health.action == "stop":
+            path = self._write_diagnostic("health", {"problems": [m for _, m in problems]})
+            raise HealthStop(f"training health check failed at step {self.state.step}: {text} (details: {path})")
+        for check, message in problems:
+            if check not in self._warned_this_epoch:
+                self._warned_this_epoch.add(check)
+                self.progress.message(f"warning: step {self.state.step}: {message}")
+
+    def _stop_on_nonfinite_loss(self, terms: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lr: float):
+        step = self.state.step + 1
+        terms = {k: v.detach() for k, v in terms.items()}
+        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        stems = [self.dataset.samples[int(i)].stem for i in batch["index"].tolist()] if "index" in batch else []
+        info = {"loss_terms": {k: float(v) for k, v in terms.items()}, "lr": lr, "scale": self.policy.scale,
+                "samples": stems}
+        path = self._write_diagnostic("nonfinite_loss", info, step)
+        save_checkpoint(path.with_suffix(".pt"), {
+            "model": self.model.state_dict(), "batch": {k: v.cpu() for k, v in batch.items()}, **info,
+        })
+        self.health.reported.append(f"step {step}: non-finite loss ({shown})")
+        raise HealthStop(
+            f"non-finite loss at step {step} ({shown}); samples {', '.join(stems[:8])}; "
+            f"diagnostic saved to {path} and {path.with_suffix('.pt').name}; "
+            "lower train.lr, set train.grad_clip, or use bf16-mixed instead of 16-mixed"
         )
-        values = {"val/precision": metrics.precision, "val/recall": metrics.recall, "val/hmean": metrics.hmean}
+
+    def _write_diagnostic(self, kind: str, info: dict, step: int | None = None) -> Path:
+        step = self.state.step if step is None else step
+        path = self.run_dir / "diagnostics" / f"{kind}_step{step:07d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recent = [asdict(h) for h in self.health.run.records[-self.cfg.health.window:]]
+        body = {"step": step, "precision": self.cfg.train.precision, **info, "recent_steps": recent}
+        write_text_atomic(path, json.dumps(body, indent=2, default=str))
+        return path
+
+    def _log_epoch_health(self) -> None:
+        self._warned_this_epoch = set()
+        h = self.health.end_epoch()
+        if not h.steps:
+            return
+        values = {"health_epoch/skip_rate": h.skip_rate, "health_epoch/skipped": float(h.skipped_steps),
+                  "health_epoch/nonfinite_grad_steps": float(h.nonfinite_grad_steps)}
+        if h.median_grad_norm is not None:
+            values["health_epoch/grad_norm_median"] = h.median_grad_norm
+        if h.median_update_ratio is not None:
+            values["health_epoch/update_ratio_median"] = h.median_update_ratio
+        if self.policy.scaler is not None:
+            values["health_epoch/min_scale"] = h.min_scale
         self.logger.scalars(values, self.state.step, self.state.epoch)
+        scale = f", scale {h.min_scale:g}..{h.max_scale:g}" if self.policy.scaler is not None else ""
+        ratio = f", update {h.median_update_ratio:.2e}" if h.median_update_ratio is not None else ""
+        norm = f"{h.median_grad_norm:.3g}" if h.median_grad_norm is not None else "n/a"
+        self.progress.message(
+            f"health epoch {self.state.epoch}: skipped {h.skipped_steps}/{h.steps} ({h.skip_rate:.1%}){scale}, "
+            f"grad norm median {norm}{ratio}, non-finite grads {h.nonfinite_grad_steps}"
+        )
+
+    def validate(self) -> tuple[DetectionMetrics, DetectionMetrics | None]:
+        """Raw model (selects best.pt) and, with EMA on, the EMA weights beside it."""
+        metrics = self._evaluate(self.model, "val")
+        ema_metrics = self._evaluate(self.ema.module, "val_ema") if self.ema is not None else None
         if metrics.hmean > self.state.best_hmean:
             self.state.best_hmean, self.state.best_step = metrics.hmean, self.state.step
             self.save("best.pt")
+        ema_text = f"  | EMA P {ema_metrics.precision:.4f}  R {ema_metrics.recall:.4f}  H {ema_metrics.hmean:.4f}" if ema_metrics else ""
         self.progress.message(
             f"validation at step {self.state.step}: P {metrics.precision:.4f}  R {metrics.recall:.4f}  "
-            f"H {metrics.hmean:.4f}  (best {self.state.best_hmean:.4f} at step {self.state.best_step})"
+            f"H {metrics.hmean:.4f}  (best {self.state.best_hmean:.4f} at step {self.state.best_step}){ema_text}"
         )
         self.model.train()
+        return metrics, ema_metrics
+
+    def _evaluate(self, model: torch.nn.Module, tag: str) -> DetectionMetrics:
+        out_dir = self.run_dir / tag / f"step{self.state.step:07d}"
+        metrics = evaluate_model(
+            model, self.val_samples, self.cfg.data, self.cfg.postprocess, self.device,
+            batch_size=self.cfg.train.eval_batch_size, out_dir=out_dir,
+            overlays=self.cfg.train.overlays, progress=self.progress.interactive,
+        )
+        values = {f"{tag}/precision": metrics.precision, f"{tag}/recall": metrics.recall, f"{tag}/hmean": metrics.hmean}
+        self.logger.scalars(values, self.state.step, self.state.epoch)
         return metrics
 
 
-def steps_per_epoch(n_samples: int, batch_size: int) -> int:
-    """Full batches only (drop_last), except that a set smaller than one batch is one batch."""
-    return max(1, n_samples // batch_size)
+def steps_per_epoch(n_samples: int, batch_size: int, accumulate: int = 1) -> int:
+    """Optimizer steps per epoch: full batches only (drop_last), except that a set smaller than
+    one batch is one batch; a step takes ``accumulate`` of them."""
+    batches = max(1, n_samples // batch_size)
+    if batches < accumulate:
+        raise OcrkitError(
+            f"train.accumulate={accumulate} needs at least {accumulate} batches per epoch; "
+            f"{n_samples} training images at batch size {batch_size} make {batches}"
+        )
+    return batches // accumulate

@@ -1,0 +1,205 @@
+"""``ocrkit bench fp16-vs-fp32``: the same training run at each precision, side by side.
+
+Every variant starts from the same initial weights (the trainer seeds before building the
+model), sees the same data in the same order (data order and augmentation are functions of the
+seed), trains the same number of optimizer steps under the same LR schedule, and is evaluated on
+the same validation set. 32-true is the reference; a variant PASSes when it finished without a
+health stop and its val H-mean is within the tolerance of the reference's.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ocrkit.core.bench.timing import PeakMemory
+from ocrkit.core.config import OcrkitConfig
+from ocrkit.core.data.sample import Sample
+from ocrkit.core.engine.health import HealthStop
+from ocrkit.core.engine.trainer import Trainer
+from ocrkit.core.errors import OcrkitError
+
+REFERENCE = "32-true"
+
+
+@dataclass
+class PrecisionRun:
+    precision: str
+    steps: int
+    images_per_s: float | None  # median over optimizer steps after the first few
+    speedup: float | None  # images_per_s / the reference's
+    peak_memory_mib: float | None
+    memory_kind: str
+    final_loss: float | None  # mean total loss over the last 10% of steps
+    precision_: float | None  # val P ("precision" is the variant's name)
+    recall: float | None
+    hmean: float | None
+    delta_hmean: float | None
+    skipped_steps: int
+    min_scale: float | None
+    verdict: str  # REF | PASS | FAIL
+    reason: str
+    run_dir: str
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["val_precision"] = out.pop("precision_")
+        return out
+
+
+def parse_precisions(text: str) -> list[str]:
+    aliases = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+    names = [aliases.get(p.strip(), p.strip()) for p in text.split(",") if p.strip()]
+    unknown = [n for n in names if n not in ("32-true", "16-mixed", "bf16-mixed")]
+    if unknown:
+        raise OcrkitError(f"--precisions: unknown {', '.join(unknown)}; expected 32-true, 16-mixed, bf16-mixed")
+    if REFERENCE not in names:
+        raise OcrkitError("--precisions must include 32-true: it is the reference every other mode is compared to")
+    # the reference first, so the others can be compared with it as they finish
+    return [REFERENCE] + [n for n in dict.fromkeys(names) if n != REFERENCE]
+
+
+def run_precision_bench(
+    cfg: OcrkitConfig,
+    precisions: list[str],
+    steps: int | None,
+    train: list[Sample],
+    val: list[Sample],
+    device: torch.device,
+    out_dir: Path,
+    tolerance: float,
+    progress_factory=None,
+) -> list[PrecisionRun]:
+    if not val:
+        raise OcrkitError("the benchmark needs a validation set: give --val-data (or data.val)")
+    runs: list[PrecisionRun] = []
+    for precision in precisions:
+        run = _train_one(cfg, precision, steps, train, val, device, out_dir / precision, progress_factory)
+        runs.append(run)
+    _judge(runs, tolerance)
+    return runs
+
+
+def _variant_config(cfg: OcrkitConfig, precision: str, steps: int | None) -> OcrkitConfig:
+    variant = cfg.model_copy(deep=True)
+    variant.train.precision = precision
+    variant.train.scaler.enabled = None  # auto: on for 16-mixed only
+    if steps is not None:
+        variant.train.max_steps = steps
+    variant.train.stop_at_step = None
+    variant.train.val_every = 10**9  # validate once, at the end
+    return variant
+
+
+def _train_one(cfg, precision, steps, train, val, device, run_dir: Path, progress_factory) -> PrecisionRun:
+    variant = _variant_config(cfg, precision, steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    progress = progress_factory(precision) if progress_factory else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="16-mixed on CPU")  # the CLI warned once already
+        trainer = Trainer(variant, run_dir, train, val, device, progress=progress)
+    reason = ""
+    memory = PeakMemory(device)
+    with memory:
+        try:
+            result = trainer.fit()
+        except HealthStop as stop:
+            result, reason = trainer.result, f"health stop: {stop}"
+    health = trainer.health.summary()
+    metrics = result.last_metrics
+    return PrecisionRun(
+        precision=precision,
+        steps=result.state.step,
+        images_per_s=_steady_median(result.images_per_s),
+        speedup=None,
+        peak_memory_mib=memory.mib,
+        memory_kind=memory.kind,
+        final_loss=_tail_mean(result.losses),
+        precision_=metrics.precision if metrics else None,
+        recall=metrics.recall if metrics else None,
+        hmean=metrics.hmean if metrics else None,
+        delta_hmean=None,
+        skipped_steps=health.skipped_steps,
+        min_scale=None if trainer.policy.scaler is None or math.isinf(health.min_scale) else health.min_scale,
+        verdict="",
+        reason=reason,
+        run_dir=str(run_dir),
+    )
+
+
+def _steady_median(values: list[float]) -> float | None:
+    """Median img/s, leaving out the first steps (allocator, autotuning, first loader fill)."""
+    if not values:
+        return None
+    warmup = min(5, len(values) // 5)
+    return statistics.median(values[warmup:])
+
+
+def _tail_mean(values: list[float]) -> float | None:
+    if not values:
+        return None
+    tail = values[-max(1, len(values) // 10):]
+    return sum(tail) / len(tail)
+
+
+def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
+    reference = runs[0]
+    reference.verdict = "FAIL" if reference.reason else "REF"
+    for run in runs:
+        if reference.images_per_s and run.images_per_s:
+            run.speedup = run.images_per_s / reference.images_per_s
+        if reference.hmean is not None and run.hmean is not None:
+            run.delta_hmean = run.hmean - reference.hmean
+        if run is reference:
+            continue
+        if run.reason:
+            run.verdict = "FAIL"
+        elif run.delta_hmean is None:
+            run.verdict, run.reason = "FAIL", "no validation result to compare"
+        elif abs(run.delta_hmean) > tolerance:
+            run.verdict = "FAIL"
+            run.reason = f"|ΔH| {abs(run.delta_hmean):.4f} > tolerance {tolerance}"
+        else:
+            run.verdict = "PASS"
+
+
+def precision_bench_job(
+    cfg: OcrkitConfig, precisions: list[str], steps: int | None, tolerance: float, name: str, quiet: bool
+) -> tuple[list[PrecisionRun], Path]:
+    """Resolve data (the built-in synthetic set by default), device and output directory; run."""
+    from ocrkit.core.engine.inference import resolve_device
+    from ocrkit.core.engine.rundir import create_run_dir
+    from ocrkit.core.engine.train_job import plan_data
+    from ocrkit.core.progress import TrainProgress
+
+    device = resolve_device(cfg.train.device)
+    plan = plan_data(cfg, overfit_batches=0, progress=not quiet)
+    out_dir = create_run_dir(cfg.log.dir, "bench", name)
+
+    def progress_factory(precision: str) -> TrainProgress:
+        progress = TrainProgress(enabled=not quiet, log_every=cfg.train.log_every)
+        progress.message(f"--- {precision} ---")
+        return progress
+
+    runs = run_precision_bench(plan.cfg, precisions, steps, plan.train, plan.val, device, out_dir, tolerance,
+                               progress_factory)
+    return runs, out_dir
+
+
+def results_document(runs: list[PrecisionRun], cfg: OcrkitConfig, steps: int | None, tolerance: float) -> dict:
+    from ocrkit.core.bench.timing import machine_info
+
+    return {
+        "benchmark": "fp16-vs-fp32",
+        "machine": machine_info(),
+        "steps": steps,
+        "tolerance": tolerance,
+        "config": {"model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json"),
+                   "data": cfg.data.model_dump(mode="json")},
+        "results": [run.to_dict() for run in runs],
+    }

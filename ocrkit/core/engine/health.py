@@ -1,0 +1,203 @@
+"""The training-health monitor: is the loop still training, and if not, why?
+
+Per optimizer step it records the loss scale, whether the step was skipped, the UNSCALED gradient
+norm, and the relative parameter update ||Δθ||/||θ|| measured on the raw model right after the
+optimizer step (before any EMA update could hide a frozen model). Checks, each configurable
+(``health`` section): the skip rate over a rolling window after warm-up, the loss scale against
+a floor, zero parameter movement for N consecutive steps, and, once at start, an overflow probe
+that plants an inf gradient and requires the step to be skipped, which catches a loop that
+sanitizes gradients (nan_to_num, clamp) before the scaler can see them. A non-finite loss is not
+a check: the trainer stops on it at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch.nn.utils import parameters_to_vector
+
+from ocrkit.core.config import HealthConfig
+from ocrkit.core.engine.precision import PrecisionPolicy
+from ocrkit.core.errors import OcrkitError
+
+
+class HealthStop(OcrkitError):
+    """The monitor stopped the run; the message names the cause."""
+
+
+@dataclass
+class StepHealth:
+    step: int
+    lr: float
+    scale: float
+    skipped: bool
+    grad_norm: float  # unscaled; inf/nan when the gradients overflowed
+    update_ratio: float | None  # ||Δθ||/||θ|| of the raw model; None when not tracked
+
+
+@dataclass
+class HealthSummary:
+    steps: int = 0
+    skipped_steps: int = 0
+    nonfinite_grad_steps: int = 0
+    min_scale: float = math.inf
+    max_scale: float = 0.0
+    median_grad_norm: float | None = None
+    median_update_ratio: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def skip_rate(self) -> float:
+        return self.skipped_steps / self.steps if self.steps else 0.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["skip_rate"] = self.skip_rate
+        out["min_scale"] = None if math.isinf(self.min_scale) else self.min_scale
+        return out
+
+
+class UpdateProbe:
+    """||θ_after − θ_before|| / ||θ_before|| around one optimizer step (one flat copy of θ)."""
+
+    def __init__(self, model: torch.nn.Module, enabled: bool):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.enabled = enabled
+        self._before: torch.Tensor | None = None
+
+    def before_step(self) -> None:
+        if self.enabled:
+            self._before = parameters_to_vector(self.params).detach().clone()
+
+    def after_step(self) -> float | None:
+        if self._before is None:
+            return None
+        after = parameters_to_vector(self.params).detach()
+        ratio = torch.linalg.vector_norm(after - self._before) / torch.linalg.vector_norm(self._before).clamp_min(1e-30)
+        self._before = None
+        return float(ratio)
+
+
+class HealthMonitor:
+    def __init__(self, cfg: HealthConfig, uses_scaler: bool):
+        self.cfg = cfg
+        self.uses_scaler = uses_scaler
+        self.window: deque[bool] = deque(maxlen=cfg.window)
+        self.frozen_run: list[StepHealth] = []  # the current run of consecutive zero-update steps
+        self.run = _Accumulator()
+        self.epoch = _Accumulator()
+        self.reported: list[str] = []  # every problem raised or warned about, for the run summary
+
+    # ------------------------------------------------------------------ per step
+    def record(self, h: StepHealth) -> list[tuple[str, str]]:
+        """Record one optimizer step; return the (check, message) problems found."""
+        self.run.add(h)
+        self.epoch.add(h)
+        self.window.append(h.skipped)
+        if h.update_ratio is not None and h.update_ratio <= 0.0:
+            self.frozen_run.append(h)
+        else:
+            self.frozen_run.clear()
+        return self.problems(h) if self.cfg.enabled else []
+
+    def problems(self, h: StepHealth) -> list[tuple[str, str]]:
+        found = []
+        rate = sum(self.window) / len(self.window)
+        window_full = len(self.window) == self.window.maxlen
+        if h.step > self.cfg.warmup_steps and window_full and rate > self.cfg.max_skip_rate:
+            found.append((
+                "skip_rate",
+                f"{rate:.1%} of the last {len(self.window)} steps were skipped for non-finite gradients "
+                f"(limit {self.cfg.max_skip_rate:.0%}; loss scale {h.scale:g}): the loss or activations "
+                "overflow; try bf16-mixed, a lower train.lr or train.grad_clip",
+            ))
+        if self.uses_scaler and h.scale < self.cfg.min_scale:
+            found.append((
+                "scale",
+                f"loss scale fell to {h.scale:g} (< {self.cfg.min_scale:g}): gradients overflow even "
+                "unscaled; the model or loss produces inf/NaN in fp16; use bf16-mixed or 32-true",
+            ))
+        if len(self.frozen_run) >= self.cfg.frozen_steps:
+            found.append(("frozen", f"parameters have not moved for {len(self.frozen_run)} steps: {self._frozen_cause()}"))
+        return found
+
+    def _frozen_cause(self) -> str:
+        run = self.frozen_run
+        if all(h.skipped for h in run):
+            return f"every step was skipped (non-finite gradients; loss scale {run[-1].scale:g})"
+        if all(h.lr == 0 for h in run):
+            return "the learning rate is 0 (check train.lr and the schedule)"
+        return "the gradients are zero or the updates are below float32 resolution"
+
+    def current_skip_rate(self) -> float:
+        return sum(self.window) / len(self.window) if self.window else 0.0
+
+    # ------------------------------------------------------------------ summaries
+    def end_epoch(self) -> HealthSummary:
+        summary = self.epoch.summary()
+        self.epoch = _Accumulator()
+        return summary
+
+    def summary(self) -> HealthSummary:
+        summary = self.run.summary()
+        summary.problems = list(self.reported)
+        return summary
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.records: list[StepHealth] = []
+
+    def add(self, h: StepHealth) -> None:
+        self.records.append(h)
+
+    def summary(self) -> HealthSummary:
+        recs = self.records
+        finite_norms = [h.grad_norm for h in recs if math.isfinite(h.grad_norm)]
+        ratios = [h.update_ratio for h in recs if h.update_ratio is not None]
+        return HealthSummary(
+            steps=len(recs),
+            skipped_steps=sum(h.skipped for h in recs),
+            nonfinite_grad_steps=sum(not math.isfinite(h.grad_norm) for h in recs),
+            min_scale=min((h.scale for h in recs), default=math.inf),
+            max_scale=max((h.scale for h in recs), default=0.0),
+            median_grad_norm=statistics.median(finite_norms) if finite_norms else None,
+            median_update_ratio=statistics.median(ratios) if ratios else None,
+        )
+
+
+def probe_overflow_path(
+    policy: PrecisionPolicy, model: torch.nn.Module, optimizer: torch.optim.Optimizer, clip: float | None
+) -> str | None:
+    """Plant an inf gradient, take a step through the normal path, and put everything back.
+
+    A healthy loop skips that step (and with a scaler halves the scale). If the step goes
+    through, something between backward and the scaler turns inf into finite numbers, the
+    seeds' nan_to_num(posinf=1.0) failure, and every real overflow would be silently applied.
+    Returns the problem, or None when the overflow was seen.
+    """
+    param = next(p for p in model.parameters() if p.requires_grad)
+    saved_param = param.detach().clone()
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    saved_scaler = policy.state_dict()
+    optimizer.zero_grad(set_to_none=True)
+    canary = torch.full_like(param, math.inf)
+    policy.backward((param * canary).sum())  # d/dθ = inf, through every gradient hook
+    outcome = policy.step(optimizer, model.parameters(), clip)
+    with torch.no_grad():
+        param.copy_(saved_param)
+    optimizer.load_state_dict(saved_optimizer)
+    policy.load_state_dict(saved_scaler)
+    optimizer.zero_grad(set_to_none=True)
+    if outcome.stepped:
+        return (
+            "overflow is masked: a planted inf gradient did not skip the optimizer step, so "
+            "something sanitizes gradients (nan_to_num, clamp, a gradient hook) before the scaler "
+            "or the finiteness check sees them; real overflows would be applied as garbage updates"
+        )
+    return None
