@@ -408,3 +408,34 @@ def test_ema_is_updated_only_after_real_steps_and_reported_beside_raw(synth, tmp
     assert {"val/hmean", "val_ema/hmean", "health/update_ratio", "health_epoch/skip_rate"} <= tags
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert state["ema"]["updates"] == 3
+
+
+def test_eval_scores_the_ema_weights_on_request(synth, tmp_path):
+    from typer.testing import CliRunner
+
+    from ocrkit.cli.app import app
+
+    runner = CliRunner()
+    tiny = ["--set", "model.base_width=8", "--set", "model.inner_channels=32", "--set", "model.head_channels=8",
+            "--set", "data.train_size=[96,96]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
+            "--set", "train.overlays=0", "--set", f"log.dir={tmp_path}"]
+    base = ["train", "--data", str(synth / "train"), "--val-data", str(synth / "val"), "--quiet", "--epochs", "1",
+            "--batch-size", "4", *tiny]
+    assert runner.invoke(app, [*base, "--name", "ema", "--set", "train.ema.enabled=true"]).exit_code == 0
+    assert runner.invoke(app, [*base, "--name", "plain"]).exit_code == 0
+    checkpoint = tmp_path / "train" / "ema" / "last.pt"
+    result = runner.invoke(app, ["eval", "--checkpoint", str(checkpoint), "--data", str(synth / "val"), "--json",
+                                 "--weights", "ema", "--out", str(tmp_path / "ema_eval")])
+    assert result.exit_code == 0, result.output
+    assert "hmean" in result.output
+    from ocrkit.core.engine.eval_job import load_for_inference
+
+    state = torch.load(checkpoint, weights_only=False)
+    for weights, expected in (("raw", state["model"]), ("ema", state["ema"]["model"])):
+        loaded = load_for_inference(checkpoint, None, None, {"train.device": "cpu"}, weights)
+        for name, value in loaded.model.state_dict().items():
+            assert torch.equal(value, expected[name]), (weights, name)
+    assert any(not torch.equal(state["model"][k], state["ema"]["model"][k]) for k in state["model"])
+    result = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "train" / "plain" / "last.pt"),
+                                 "--data", str(synth / "val"), "--weights", "ema"])
+    assert result.exit_code != 0 and "no EMA weights" in result.output and "Traceback" not in result.output

@@ -26,6 +26,9 @@ SetOption = Annotated[
     typer.Option("--set", help="Override any config key: --set train.lr=0.01 (repeatable; wins over all)."),
 ]
 
+WeightsOption = Annotated[
+    str, typer.Option("--weights", help="raw: the trained model; ema: its moving average (train.ema.enabled).")
+]
 SkipBadOption = Annotated[
     bool | None,
     typer.Option("--skip-bad", help="Warn about each malformed sample, skip it, and report the count."),

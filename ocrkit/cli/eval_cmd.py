@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, err_console, flag_values, out_console
+from ocrkit.cli.common import ConfigOption, SetOption, WeightsOption, SkipBadOption, err_console, flag_values, out_console
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics, evaluate_dirs
 
@@ -44,6 +44,7 @@ def eval_command(
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     skip_bad: SkipBadOption = None,
     config: ConfigOption = None,
+    weights: WeightsOption = "raw",
     set_: SetOption = None,
 ) -> None:
     """Evaluate a checkpoint (writes res_<stem>.txt, per-image JSON, overlays), or score existing
@@ -56,7 +57,7 @@ def eval_command(
     from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference  # torch: only here
 
     flags = flag_values(data__val=data, train__device=device, data__skip_bad=skip_bad)
-    loaded = load_for_inference(checkpoint, config, set_, flags)
+    loaded = load_for_inference(checkpoint, config, set_, flags, weights)
     metrics, out_dir = evaluate_checkpoint(loaded, out, name, progress=not json_out)
     print_metrics(metrics, json_out, title=f"{checkpoint} on {loaded.cfg.data.val}")
     if not json_out:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ocrkit.cli.common import ConfigOption, SetOption, flag_values, out_console
+from ocrkit.cli.common import ConfigOption, SetOption, WeightsOption, flag_values, out_console
 
 
 def predict_command(
@@ -17,12 +17,13 @@ def predict_command(
     name: Annotated[str, typer.Option(help="Run name when --out is not given.")] = "exp",
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     config: ConfigOption = None,
+    weights: WeightsOption = "raw",
     set_: SetOption = None,
 ) -> None:
     """Detect text: boxes as JSON and ICDAR txt (original image coordinates), and overlay PNGs."""
     from ocrkit.core.engine.eval_job import load_for_inference, predict_images  # torch: only here
 
-    loaded = load_for_inference(checkpoint, config, set_, flag_values(train__device=device))
+    loaded = load_for_inference(checkpoint, config, set_, flag_values(train__device=device), weights)
     predictions, out_dir = predict_images(loaded, images, out, name, progress=True)
     for prediction in predictions:
         out_console.print(f"{prediction.path}: {len(prediction.detections)} text regions")

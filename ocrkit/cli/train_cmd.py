@@ -16,7 +16,8 @@ def train_command(
     val_data: Annotated[str | None, typer.Option(help="Validation data, same formats.")] = None,
     precision: Annotated[str | None, typer.Option(help="32-true | 16-mixed | bf16-mixed (aliases 32, 16, bf16).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs to train (in total, across resumes).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per micro-batch.")] = None,
+    accumulate: Annotated[int | None, typer.Option(min=1, help="Micro-batches per optimizer step (gradient accumulation).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     name: Annotated[str, typer.Option(help="Run name: runs/train/<name>, auto-incremented.")] = "exp",
     resume: Annotated[Path | None, typer.Option(help="Continue a run (its directory or a checkpoint) exactly.")] = None,
@@ -33,7 +34,7 @@ def train_command(
         config = resolve_resume(resume)[1] / "config.toml"  # the run's own resolved config
     cfg = resolve_config(
         config, set_, data__train=data, data__val=val_data, train__precision=precision, train__epochs=epochs,
-        train__batch_size=batch_size, train__device=device, data__skip_bad=skip_bad, log__quiet=quiet or None,
+        train__batch_size=batch_size, train__accumulate=accumulate, train__device=device, data__skip_bad=skip_bad, log__quiet=quiet or None,
     )
     result = run_training(cfg, name, resume, init_from, overfit_batches, quiet=cfg.log.quiet)
     state = result.state

@@ -30,9 +30,16 @@ class LoadedModel:
 
 
 def load_for_inference(
-    checkpoint: Path, config_file: Path | None, sets: list[str] | None, flags: dict[str, Any]
+    checkpoint: Path, config_file: Path | None, sets: list[str] | None, flags: dict[str, Any], weights: str = "raw"
 ) -> LoadedModel:
+    """``weights``: "raw" (the trained model) or "ema" (its moving average, if it was kept)."""
     state = load_checkpoint(checkpoint)
+    if weights == "ema":
+        if "ema" not in state:
+            raise InputError(checkpoint, "checkpoint has no EMA weights (trained without train.ema.enabled)")
+        state = {**state, "model": state["ema"]["model"]}
+    elif weights != "raw":
+        raise OcrkitError(f"--weights {weights!r}: expected raw or ema")
     base = checkpoint_config(state, checkpoint).model_dump(mode="json")
     cfg = load_config(config_file, sets, flags, base=base)
     device = resolve_device(cfg.train.device)
