@@ -42,7 +42,7 @@ def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp
     for row in rows.values():
         assert row["steps"] == 3 and row["images_per_s"] > 0 and row["hmean"] is not None
         assert row["delta_hmean"] == pytest.approx(row["hmean"] - rows["32-true"]["hmean"])
-        assert row["verdict"] in ("REF", "PASS", "FAIL")
+        assert row["verdict"] in ("REF", "PASS", "FAIL", "INCONCLUSIVE")
     assert rows["16-mixed"]["min_scale"] is not None and rows["bf16-mixed"]["min_scale"] is None
     assert (tmp_path / "bench" / "fp16-vs-fp32" / "results.json").is_file()
     assert (tmp_path / "bench" / "fp16-vs-fp32" / "bf16-mixed" / "last.pt").is_file()
@@ -59,6 +59,9 @@ def test_verdicts_follow_the_tolerance_and_health_stops():
     _judge(runs, tolerance=0.01)
     assert [r.verdict for r in runs] == ["REF", "PASS", "FAIL", "FAIL"]
     assert "tolerance" in runs[2].reason and runs[1].delta_hmean == pytest.approx(-0.005)
+    untrained = [run_row("32-true", 0.0), run_row("bf16-mixed", 0.0)]
+    _judge(untrained, tolerance=0.01)
+    assert untrained[1].verdict == "INCONCLUSIVE" and "train longer" in untrained[1].reason
 
 
 def test_precision_list_needs_the_reference():

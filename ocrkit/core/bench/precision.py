@@ -25,6 +25,8 @@ from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
 
 REFERENCE = "32-true"
+# Below this reference H-mean the run is too short for ΔH to say anything about precision.
+MIN_REFERENCE_HMEAN = 0.1
 
 
 @dataclass
@@ -42,7 +44,7 @@ class PrecisionRun:
     delta_hmean: float | None
     skipped_steps: int
     min_scale: float | None
-    verdict: str  # REF | PASS | FAIL
+    verdict: str  # REF | PASS | FAIL | INCONCLUSIVE (the reference learned too little to compare)
     reason: str
     run_dir: str
 
@@ -161,6 +163,9 @@ def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
             run.verdict = "FAIL"
         elif run.delta_hmean is None:
             run.verdict, run.reason = "FAIL", "no validation result to compare"
+        elif reference.hmean < MIN_REFERENCE_HMEAN:
+            run.verdict = "INCONCLUSIVE"
+            run.reason = f"32-true reached only H {reference.hmean:.3f} in {reference.steps} steps: train longer to compare"
         elif abs(run.delta_hmean) > tolerance:
             run.verdict = "FAIL"
             run.reason = f"|ΔH| {abs(run.delta_hmean):.4f} > tolerance {tolerance}"
