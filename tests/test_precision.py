@@ -102,8 +102,9 @@ def test_a_scaler_is_only_for_fp16():
 
 
 def test_fp16_on_cpu_warns_and_suggests_bf16():
-    with pytest.warns(UserWarning, match="bf16-mixed"):
-        PrecisionPolicy("16-mixed", CPU)
+    with pytest.warns(UserWarning, match="bf16-mixed") as caught:
+        policy = PrecisionPolicy("16-mixed", CPU)
+    assert policy.scaler is not None and "90x slower" in str(caught[0].message)
 
 
 # ---------------------------------------------------------------- numerics
