@@ -17,12 +17,16 @@ from pathlib import Path
 
 import torch
 
-from ocrkit.core.bench.timing import PeakMemory
+from ocrkit.core.bench.timing import PeakMemory, machine_info
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.health import HealthStop
+from ocrkit.core.engine.inference import resolve_device
+from ocrkit.core.engine.rundir import create_run_dir
+from ocrkit.core.engine.train_job import plan_data
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
+from ocrkit.core.progress import TrainProgress
 
 REFERENCE = "32-true"
 # Below this reference H-mean the run is too short for ΔH to say anything about precision.
@@ -79,10 +83,7 @@ def run_precision_bench(
 ) -> list[PrecisionRun]:
     if not val:
         raise OcrkitError("the benchmark needs a validation set: give --val-data (or data.val)")
-    runs: list[PrecisionRun] = []
-    for precision in precisions:
-        run = _train_one(cfg, precision, steps, train, val, device, out_dir / precision, progress_factory)
-        runs.append(run)
+    runs = [_train_one(cfg, p, steps, train, val, device, out_dir / p, progress_factory) for p in precisions]
     _judge(runs, tolerance)
     return runs
 
@@ -177,11 +178,6 @@ def precision_bench_job(
     cfg: OcrkitConfig, precisions: list[str], steps: int | None, tolerance: float, name: str, quiet: bool
 ) -> tuple[list[PrecisionRun], Path]:
     """Resolve data (the built-in synthetic set by default), device and output directory; run."""
-    from ocrkit.core.engine.inference import resolve_device
-    from ocrkit.core.engine.rundir import create_run_dir
-    from ocrkit.core.engine.train_job import plan_data
-    from ocrkit.core.progress import TrainProgress
-
     device = resolve_device(cfg.train.device)
     plan = plan_data(cfg, overfit_batches=0, progress=not quiet)
     out_dir = create_run_dir(cfg.log.dir, "bench", name)
@@ -197,8 +193,6 @@ def precision_bench_job(
 
 
 def results_document(runs: list[PrecisionRun], cfg: OcrkitConfig, steps: int | None, tolerance: float) -> dict:
-    from ocrkit.core.bench.timing import machine_info
-
     return {
         "benchmark": "fp16-vs-fp32",
         "machine": machine_info(),

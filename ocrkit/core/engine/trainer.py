@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthMonitor, HealthStop, HealthSummary, StepHealth, UpdateProbe, probe_overflow_path
