@@ -41,6 +41,8 @@ def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp
     assert rows["32-true"]["verdict"] == "REF" and rows["32-true"]["speedup"] == pytest.approx(1.0)
     for row in rows.values():
         assert row["steps"] == 3 and row["images_per_s"] > 0 and row["hmean"] is not None
+        # the step alone is at least as fast as the step plus the wait for its data
+        assert row["step_images_per_s"] >= row["images_per_s"]
         assert row["delta_hmean"] == pytest.approx(row["hmean"] - rows["32-true"]["hmean"])
         assert row["verdict"] in ("REF", "PASS", "FAIL", "INCONCLUSIVE")
     assert rows["16-mixed"]["min_scale"] is not None and rows["bf16-mixed"]["min_scale"] is None
@@ -49,8 +51,11 @@ def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp
 
 
 def run_row(precision, hmean, reason=""):
-    return PrecisionRun(precision, 10, 5.0, None, None, "process RSS", 1.0, 0.9, 0.9, hmean, None, 0, None, "",
-                        reason, "x")
+    return PrecisionRun(
+        precision=precision, steps=10, images_per_s=5.0, speedup=None, step_images_per_s=6.0, step_speedup=None,
+        peak_memory_mib=None, memory_kind="process RSS", final_loss=1.0, precision_=0.9, recall=0.9, hmean=hmean,
+        delta_hmean=None, skipped_steps=0, min_scale=None, verdict="", reason=reason, run_dir="x",
+    )
 
 
 def test_verdicts_follow_the_tolerance_and_health_stops():

@@ -84,12 +84,13 @@ def precision_table(runs, tolerance: float) -> Table:
         return "—" if value is None else format(value, fmt)
 
     table = Table(title=f"precision vs 32-true (PASS: |ΔH| ≤ {tolerance} and no health stop)")
-    for column in ("precision", "img/s", "speed-up", "peak MiB", "final loss", "P", "R", "H", "ΔH",
+    for column in ("precision", "img/s", "speed-up", "step img/s", "step speed-up", "peak MiB", "final loss", "P", "R", "H", "ΔH",
                    "skipped", "min scale", "verdict"):
         table.add_column(column, justify="right")
     for r in runs:
         table.add_row(
             r.precision, num(r.images_per_s, ".2f"), num(r.speedup, ".2f") + ("×" if r.speedup else ""),
+            num(r.step_images_per_s, ".2f"), num(r.step_speedup, ".2f") + ("×" if r.step_speedup else ""),
             num(r.peak_memory_mib, ".0f"), num(r.final_loss, ".4f"), num(r.precision_, ".4f"),
             num(r.recall, ".4f"), num(r.hmean, ".4f"), num(r.delta_hmean, "+.4f"), f"{r.skipped_steps}/{r.steps}",
             num(r.min_scale, "g"), r.verdict,

@@ -159,6 +159,12 @@ class TrainConfig(Section):
     ema: EmaConfig = EmaConfig()
     device: Literal["cpu", "cuda", "auto"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
+    channels_last: bool = Field(
+        False, description="NHWC memory format for the model and its inputs: on an H100 the training step ran "
+        "1.3-1.8x faster (docs/benchmarks.md); off until its accuracy over a full schedule is benchmarked")
+    cudnn_benchmark: bool = Field(
+        True, description="on CUDA, let cuDNN time its convolution algorithms for the fixed crop size (faster; "
+        "results may then differ in the last bits between runs)")
     seed: int = 0
     val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     eval_batch_size: int = Field(4, ge=1)

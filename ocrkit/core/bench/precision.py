@@ -37,8 +37,10 @@ MIN_REFERENCE_HMEAN = 0.1
 class PrecisionRun:
     precision: str
     steps: int
-    images_per_s: float | None  # median over optimizer steps after the first few
+    images_per_s: float | None  # median over optimizer steps after the first few, data wait included
     speedup: float | None  # images_per_s / the reference's
+    step_images_per_s: float | None  # the same, timing the training step alone (no data wait)
+    step_speedup: float | None
     peak_memory_mib: float | None
     memory_kind: str
     final_loss: float | None  # mean total loss over the last 10% of steps
@@ -120,6 +122,8 @@ def _train_one(cfg, precision, steps, train, val, device, run_dir: Path, progres
         steps=result.state.step,
         images_per_s=_steady_median(result.images_per_s),
         speedup=None,
+        step_images_per_s=_steady_median(result.step_images_per_s),
+        step_speedup=None,
         peak_memory_mib=memory.mib,
         memory_kind=memory.kind,
         final_loss=_tail_mean(result.losses),
@@ -156,6 +160,8 @@ def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
     for run in runs:
         if reference.images_per_s and run.images_per_s:
             run.speedup = run.images_per_s / reference.images_per_s
+        if reference.step_images_per_s and run.step_images_per_s:
+            run.step_speedup = run.step_images_per_s / reference.step_images_per_s
         if reference.hmean is not None and run.hmean is not None:
             run.delta_hmean = run.hmean - reference.hmean
         if run is reference:

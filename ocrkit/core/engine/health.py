@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ocrkit.core.config import HealthConfig
-from ocrkit.core.engine.precision import PrecisionPolicy
+from ocrkit.core.engine.precision import PrecisionPolicy, total_norm
 from ocrkit.core.errors import OcrkitError
 
 
@@ -76,20 +76,16 @@ class UpdateProbe:
 
     def before_step(self) -> None:
         if self.enabled:
-            self._before = [p.detach().clone() for p in self.params]
-            self._before_norm = _total_norm(self._before)
+            self._before = torch._foreach_mul([p.detach() for p in self.params], 1.0)  # a fused copy
+            self._before_norm = total_norm(self._before)
 
     def after_step(self) -> float | None:
         if self._before is None:
             return None
         torch._foreach_sub_(self._before, [p.detach() for p in self.params])  # now θ_before − θ_after
-        ratio = _total_norm(self._before) / self._before_norm.clamp_min(1e-30)
+        ratio = total_norm(self._before) / self._before_norm.clamp_min(1e-30)
         self._before = self._before_norm = None
         return float(ratio)
-
-
-def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
 
 
 class HealthMonitor:

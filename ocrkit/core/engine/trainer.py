@@ -59,7 +59,8 @@ class TrainResult:
     last_metrics: DetectionMetrics | None = None
     last_ema_metrics: DetectionMetrics | None = None
     health: HealthSummary | None = None
-    images_per_s: list[float] = field(default_factory=list)  # one per optimizer step
+    images_per_s: list[float] = field(default_factory=list)  # one per optimizer step, data wait included
+    step_images_per_s: list[float] = field(default_factory=list)  # the step alone: what the model could do
     losses: list[float] = field(default_factory=list)  # total loss per optimizer step
 
     @property
@@ -85,7 +86,10 @@ class Trainer:
         self.val_samples = val_samples
         self.progress = progress or TrainProgress(enabled=False)
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg.model).to(device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model = build_model(cfg.model).to(device, memory_format=self.memory_format)
         if init_state is not None:
             load_weights(self.model, init_state[0], init_state[1], cfg.model)
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
@@ -194,9 +198,12 @@ class Trainer:
             group.append(batch)
             if len(group) < cfg.accumulate:
                 continue
-            losses, step_values = self._train_step(group)
+            step_start = time.perf_counter()
+            losses, step_values = self._train_step(group)  # ends on a host sync (loss values)
             now = time.perf_counter()
-            images_per_s = sum(b["image"].shape[0] for b in group) / max(now - tick, 1e-9)
+            images = sum(b["image"].shape[0] for b in group)
+            images_per_s = images / max(now - tick, 1e-9)
+            self.result.step_images_per_s.append(images / max(now - step_start, 1e-9))
             tick = now
             self.state.batch_in_epoch += len(group)
             steps_done += 1
@@ -219,13 +226,17 @@ class Trainer:
         for batch in group:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             with self.policy.autocast():
-                outputs = self.model(batch["image"])
+                outputs = self.model(batch["image"].contiguous(memory_format=self.memory_format))
             terms = self.loss_fn(outputs, batch)  # float32 whatever autocast did
-            if not torch.isfinite(terms["loss"]):
-                self._stop_on_nonfinite_loss(terms, batch, lr)
             self.policy.backward(terms["loss"], micro_batches=len(group))
-            for k in LOSS_TAGS:
-                totals[k] += float(terms[k].detach()) / len(group)
+            # One host sync per micro-batch, after backward is queued, so that on a GPU the host
+            # does not wait between forward and backward. A non-finite loss still stops the run
+            # before any optimizer step: the weights saved in the diagnostic are untouched.
+            values = torch.stack([terms[k].detach() for k in LOSS_TAGS]).tolist()
+            if not all(math.isfinite(v) for v in values):
+                self._stop_on_nonfinite_loss(terms, batch, lr)
+            for k, v in zip(LOSS_TAGS, values):
+                totals[k] += v / len(group)
         self.update_probe.before_step()
         outcome = self.policy.step(self.optimizer, self.model.parameters(), self.cfg.train.grad_clip)
         update_ratio = self.update_probe.after_step()  # raw model, before the EMA moves
