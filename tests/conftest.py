@@ -58,3 +58,13 @@ def tiny_icdar(tmp_path: Path) -> Path:
             cv2.fillPoly(image, [p.astype(np.int32)], (20, 20, 20))
         images[f"img_{i}"] = (image, polygons, [False, False, True])
     return make_icdar_dir(tmp_path / "tiny", images)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_store(tmp_path_factory) -> Path:
+    """Every test session speaks to its own store, never the user's ~/.cache/ocrkit."""
+    root = tmp_path_factory.mktemp("ocrkit-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("OCRKIT_CACHE__DIR", str(root))
+    yield root
+    patch.undo()

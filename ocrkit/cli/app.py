@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ocrkit import __version__
-from ocrkit.cli import bench_cmd, config_cmd, data_cmd, eval_cmd, maps_cmd, predict_cmd, train_cmd
+from ocrkit.cli import bench_cmd, cache_cmd, config_cmd, data_cmd, eval_cmd, maps_cmd, predict_cmd, train_cmd
 from ocrkit.cli.common import OcrkitGroup, install_warning_format
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ def root(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(maps_cmd.app, name="maps")
+app.add_typer(cache_cmd.app, name="cache")
 app.add_typer(bench_cmd.app, name="bench")
 app.command("train")(train_cmd.train_command)
 app.command("eval")(eval_cmd.eval_command)

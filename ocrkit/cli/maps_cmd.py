@@ -12,8 +12,10 @@ from ocrkit.cli.eval_cmd import print_metrics
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.engine.inspect_maps import export_maps
 from ocrkit.core.engine.label_check import perfect_model_metrics
+from ocrkit.core.store.jobs import precompute_job
 
-app = typer.Typer(help="DB label maps: look at them, check what they can represent.", no_args_is_help=True)
+app = typer.Typer(help="DB label maps: look at them, check what they can represent, precompute them.",
+                  no_args_is_help=True)
 
 
 @app.command("show")
@@ -50,3 +52,30 @@ def check(
     loaded = load_dataset(cfg.data.val, cfg.data.skip_bad)
     metrics = perfect_model_metrics(loaded.samples, cfg.data, cfg.maps, cfg.postprocess, progress=not json_out)
     print_metrics(metrics, json_out, title=f"perfect-model ceiling on {cfg.data.val}")
+
+
+@app.command("precompute")
+def precompute(
+    data: Annotated[Path | None, typer.Option(help="ICDAR dir or JSON file (default: data.train).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes (0: this one).")] = 2,
+    skip_bad: SkipBadOption = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Fill the store with the DB maps of a dataset at the training size (no augmentation).
+
+    Present entries are skipped, so an interrupted run is completed by running it again. Training
+    reads these maps when augmentation is off (data.augment.enabled = false, --overfit-batches).
+    """
+    cfg = resolve_config(config, set_, data__train=str(data) if data else None, data__skip_bad=skip_bad)
+    if cfg.data.train is None:
+        raise typer.BadParameter("give --data or set data.train")
+    report = precompute_job(cfg, workers)
+    out_console.print(
+        f"maps for {report.total} samples: {report.computed} computed, {report.present} already present, "
+        f"{report.failed_writes} failed writes, {len(report.errors)} errors"
+    )
+    for error in report.errors[:10]:
+        out_console.print(f"  {error}", soft_wrap=True)
+    if report.failed_writes or report.errors:
+        raise typer.Exit(1)

@@ -207,10 +207,43 @@ class HealthConfig(Section):
         True, description="at the start, plant an inf gradient and check that the step is skipped"
     )
 
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_bytes(value: Any) -> int:
+    """An int, or a string with a unit: "512MB", "2GiB", "1.5gb"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a byte count such as 2000000000 or \"2GB\"")
+    if isinstance(value, int | float):
+        number, unit = float(value), ""
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        split = len(text.rstrip("kmgib"))
+        number_text, unit = text[:split], text[split:]
+        try:
+            number = float(number_text)
+        except ValueError:
+            raise ValueError(f"not a byte count: {value!r} (e.g. 2000000000, \"512MB\", \"2GiB\")") from None
+        if unit not in _BYTE_UNITS:
+            raise ValueError(f"unknown unit in {value!r}; use B, KB, MB, GB, KiB, MiB or GiB")
+    if number < 0:
+        raise ValueError(f"a byte count cannot be negative: {value!r}")
+    return int(number * _BYTE_UNITS[unit])
+
+
 class CacheConfig(Section):
-    enabled: bool = True
-    dir: str | None = Field(None, description="store location; default: the per-user cache dir")
-    size_limit_gb: float = Field(4.0, gt=0)
+    enabled: bool = Field(True, description="use the store of decoded images, DB maps and eval tensors")
+    dir: str | None = Field(None, description="store location; default: the per-user cache dir (~/.cache/ocrkit)")
+    size_limit_gb: float = Field(4.0, gt=0, description="entries beyond this are evicted, oldest stored first")
+    timeout_s: float = Field(10.0, gt=0, description="how long a store operation may wait for a lock")
+    preload_bytes: int = Field(
+        0, ge=0, description="RAM preload of decoded training images up to this many bytes (\"2GB\" works); 0 = off"
+    )
+
+    @field_validator("preload_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value: Any) -> int:
+        return parse_bytes(value)
 
 
 class LogConfig(Section):

@@ -18,9 +18,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.augment import build_augmenter
-from ocrkit.core.data.image import load_image, normalize
+from ocrkit.core.data.image import normalize
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.geometry.maps import make_db_maps
+from ocrkit.core.store.layers import ImageLayer, MapsLayer
+from ocrkit.core.store.store import Store
 
 MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
 
@@ -32,15 +34,26 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class TrainDataset(Dataset[dict[str, torch.Tensor]]):
-    """decode → augment (seeded by (seed, epoch, index)) → DB maps at ``train_size``."""
+    """decode → augment (seeded by (seed, epoch, index)) → DB maps at ``train_size``.
 
-    def __init__(self, samples: Sequence[Sample], data_cfg: DataConfig, maps_cfg: MapsConfig, seed: int) -> None:
+    With a store, decoded images come from it (RAM preload first), and when the pipeline is
+    deterministic (augmentation off) so do the maps; after random augmentation the maps are
+    always regenerated.
+    """
+
+    def __init__(
+        self, samples: Sequence[Sample], data_cfg: DataConfig, maps_cfg: MapsConfig, seed: int,
+        store: Store | None = None, preloaded: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.samples = list(samples)
         self.data_cfg = data_cfg
         self.maps_cfg = maps_cfg
         self.seed = seed
         self.epoch = 0
         self.augmenter = build_augmenter(data_cfg)
+        self.images = ImageLayer(store, preloaded)
+        deterministic = self.augmenter.geometric is None
+        self.stored_maps = MapsLayer(store, data_cfg, maps_cfg) if deterministic and store is not None else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -50,11 +63,15 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]
-        image, polygons, ignore = self.augmenter(
-            load_image(sample.image_path), sample.polygons, sample.ignore, sample_seed(self.seed, self.epoch, index)
-        )
-        h, w = self.data_cfg.train_size
-        maps = make_db_maps(polygons, ignore, h, w, self.maps_cfg).as_dict()
+        if self.stored_maps is not None:
+            image, maps = self.stored_maps.sample(sample, self.images)
+        else:
+            image, polygons, ignore = self.augmenter(
+                self.images.load(sample.image_path), sample.polygons, sample.ignore,
+                sample_seed(self.seed, self.epoch, index),
+            )
+            h, w = self.data_cfg.train_size
+            maps = make_db_maps(polygons, ignore, h, w, self.maps_cfg).as_dict()
         item = {"image": torch.from_numpy(normalize(image, self.data_cfg.mean, self.data_cfg.std))}
         item["index"] = torch.tensor(index)  # which samples a batch holds (health diagnostics)
         item.update({key: torch.from_numpy(np.ascontiguousarray(maps[key], dtype=np.float32)) for key in MAP_KEYS})

@@ -15,7 +15,7 @@ image paths; the next batch is decoded on a helper thread while the model runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -37,6 +37,8 @@ from ocrkit.core.geometry.metric import DetectionMetrics, ImageResult, evaluate
 from ocrkit.core.geometry.postprocess import Detection, detect_text
 from ocrkit.core.geometry.transform import ResizeTransform, plan_resize
 from ocrkit.core.progress import track
+from ocrkit.core.store.layers import TensorLayer
+from ocrkit.core.store.store import Store
 from ocrkit.core.viz import DETECTION_COLOUR, draw_ground_truth, draw_polygons, heatmap_overlay, save_png
 
 HEATMAP_ALPHA = 0.4  # light enough that the text under the probability map stays readable
@@ -99,8 +101,11 @@ def prepare_image(path: Path, data_cfg: DataConfig) -> tuple[np.ndarray, ResizeT
     return normalize(content, data_cfg.mean, data_cfg.std), transform
 
 
-def _prepare_batch(paths: Sequence[Path], data_cfg: DataConfig) -> _PreparedBatch:
-    prepared = [prepare_image(path, data_cfg) for path in paths]
+Prepare = Callable[[Path], tuple[np.ndarray, ResizeTransform]]
+
+
+def _prepare_batch(paths: Sequence[Path], prepare: Prepare) -> _PreparedBatch:
+    prepared = [prepare(path) for path in paths]
     transforms = [t for _, t in prepared]
     height = max(t.padded_size[0] for t in transforms)
     width = max(t.padded_size[1] for t in transforms)
@@ -110,17 +115,17 @@ def _prepare_batch(paths: Sequence[Path], data_cfg: DataConfig) -> _PreparedBatc
     return _PreparedBatch(list(paths), torch.from_numpy(canvas), transforms)
 
 
-def _prepared_batches(paths: Sequence[Path], data_cfg: DataConfig, batch_size: int) -> Iterator[_PreparedBatch]:
+def _prepared_batches(paths: Sequence[Path], prepare: Prepare, batch_size: int) -> Iterator[_PreparedBatch]:
     """Batches in input order, the next one decoded on a helper thread while this one runs."""
     chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
     if not chunks:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrkit-prefetch") as pool:
-        upcoming = pool.submit(_prepare_batch, chunks[0], data_cfg)
+        upcoming = pool.submit(_prepare_batch, chunks[0], prepare)
         for next_chunk in [*chunks[1:], None]:
             batch = upcoming.result()  # re-raises the loader's InputError here
             if next_chunk is not None:
-                upcoming = pool.submit(_prepare_batch, next_chunk, data_cfg)
+                upcoming = pool.submit(_prepare_batch, next_chunk, prepare)
             yield batch
 
 
@@ -150,25 +155,28 @@ def predict_batches(
     batch_size: int = 4,
     progress: bool = False,
     keep_prob: bool = False,
+    store: Store | None = None,
 ) -> Iterator[ImagePrediction]:
-    """Predictions for ``image_paths``, one per image in input order (the model runs in eval mode)."""
+    """Predictions for ``image_paths``, one per image in input order (the model runs in eval mode).
+    With a store, each image's eval input is read from it (or made and written back)."""
     _check_batch_size(batch_size)
     paths = [Path(p) for p in image_paths]
-    predictions = _predict(model, paths, data_cfg, post_cfg, torch.device(device), batch_size, keep_prob)
+    prepare = TensorLayer(store, data_cfg).prepare
+    predictions = _predict(model, paths, prepare, post_cfg, torch.device(device), batch_size, keep_prob)
     yield from track(predictions, "predicting", total=len(paths), enabled=progress)
 
 
 def _predict(
     model: nn.Module,
     paths: Sequence[Path],
-    data_cfg: DataConfig,
+    prepare: Prepare,
     post_cfg: PostprocessConfig,
     device: torch.device,
     batch_size: int,
     keep_prob: bool,
 ) -> Iterator[ImagePrediction]:
     with _eval_mode(model):
-        for batch in _prepared_batches(paths, data_cfg, batch_size):
+        for batch in _prepared_batches(paths, prepare, batch_size):
             logits = model(batch.images.to(device, non_blocking=True))["prob_logits"]
             probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
             for path, prob, transform in zip(batch.paths, probs, batch.transforms, strict=True):
@@ -249,6 +257,7 @@ def evaluate_model(
     out_dir: Path | None = None,
     overlays: int = 0,
     progress: bool = False,
+    store: Store | None = None,
 ) -> DetectionMetrics:
     """ICDAR-2015 metrics of ``model`` on ``samples`` (ground truth in original coordinates).
 
@@ -259,7 +268,7 @@ def evaluate_model(
     _require_unique_stems([s.image_path for s in samples])
     by_stem = {s.stem: s for s in samples}
     predicted = predict_batches(
-        model, [s.image_path for s in samples], data_cfg, post_cfg, device, batch_size, progress
+        model, [s.image_path for s in samples], data_cfg, post_cfg, device, batch_size, progress, store=store
     )
     predictions = {p.stem: p for p in predicted}
     gt = {s.stem: (s.polygons, s.ignore) for s in samples}
@@ -294,6 +303,7 @@ def predict_files(
     overlays: bool = True,
     batch_size: int = 4,
     progress: bool = False,
+    store: Store | None = None,
 ) -> list[ImagePrediction]:
     """Detect text in any images; writes ``res_<stem>.txt``, ``<stem>.json`` and (with
     ``overlays``) ``<stem>_overlay.png`` to ``out_dir``. A missing or undecodable image raises
@@ -304,7 +314,7 @@ def predict_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for prediction in predict_batches(
-        model, paths, data_cfg, post_cfg, device, batch_size, progress, keep_prob=overlays
+        model, paths, data_cfg, post_cfg, device, batch_size, progress, keep_prob=overlays, store=store
     ):
         _write_res_file(out_dir, prediction)
         _write_json(out_dir / f"{prediction.stem}.json", prediction_record(prediction))

@@ -17,17 +17,11 @@ from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.engine.trainer import Trainer, TrainResult
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.progress import TrainProgress
+from ocrkit.core.store.store import user_cache_dir
 
 # The built-in dataset: rendered once per user and reused (bump the version if the recipe changes).
 BUILTIN_SYNTH = {"n_train": 400, "n_val": 60, "size": (640, 640), "seed": 0}
 BUILTIN_SYNTH_VERSION = "synth-v1"
-
-
-def user_cache_dir(cfg: CacheConfig) -> Path:
-    if cfg.dir:
-        return Path(cfg.dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ocrkit"
 
 
 def builtin_dataset(cfg: CacheConfig, progress: bool) -> Path:

@@ -37,6 +37,10 @@ from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBLoss, build_model
 from ocrkit.core.progress import TrainProgress
+from ocrkit.core.store.layers import ImageLayer
+from ocrkit.core.store.monitor import EpochCacheStats, estimate_store_bytes
+from ocrkit.core.store.preload import preload_images
+from ocrkit.core.store.store import open_store
 
 LOSS_TAGS = ("loss", "loss_prob", "loss_thresh", "loss_binary")
 
@@ -94,7 +98,11 @@ class Trainer:
             load_weights(self.model, init_state[0], init_state[1], cfg.model)
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
         self.policy = PrecisionPolicy(cfg.train.precision, device, cfg.train.scaler)
-        self.dataset = TrainDataset(train_samples, cfg.data, cfg.maps, cfg.train.seed)
+        self.store = open_store(cfg.cache)
+        self.dataset = TrainDataset(train_samples, cfg.data, cfg.maps, cfg.train.seed, self.store,
+                                    self._preload(train_samples))
+        self.cache_stats = EpochCacheStats(self.store) if self.store is not None else None
+        self._warn_if_store_too_small(train_samples)
         self.drop_last = len(train_samples) >= cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(train_samples), cfg.train.batch_size, cfg.train.accumulate)
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
@@ -111,6 +119,36 @@ class Trainer:
         resumed_at = self.state.step if resume_state is not None else None
         self.logger = RunLogger(run_dir, cfg.log.tensorboard, resume_step=resumed_at)
         self._warned_this_epoch: set[str] = set()
+
+    # ------------------------------------------------------------------ store
+    def _preload(self, samples: list[Sample]) -> dict | None:
+        cap = self.cfg.cache.preload_bytes
+        if not cap:
+            return None
+        preload = preload_images(samples, ImageLayer(self.store), cap)
+        self.progress.message(preload.describe())
+        return preload.images
+
+    def _warn_if_store_too_small(self, samples: list[Sample]) -> None:
+        if self.store is None:
+            return
+        need = estimate_store_bytes(samples, self.val_samples, self.cfg.data, self.dataset.stored_maps is not None)
+        if need > self.store.size_limit_bytes:
+            self.progress.message(
+                f"[cache] this data needs about {need / 1e9:.2f} GB in the store but cache.size_limit_gb is "
+                f"{self.cfg.cache.size_limit_gb}: entries will be evicted and remade; raise the limit to keep them"
+            )
+
+    def _log_epoch_cache(self) -> None:
+        if self.cache_stats is None:
+            return
+        values, line, problems = self.cache_stats.end(self.state.epoch)
+        if values:
+            self.logger.scalars(values, self.state.step, self.state.epoch)
+        if line:
+            self.progress.message(line)
+        for problem in problems:
+            self.progress.message(problem)
 
     # ------------------------------------------------------------------ state
     def checkpoint_state(self) -> dict[str, Any]:
@@ -146,6 +184,8 @@ class Trainer:
         try:
             self._probe_overflow_path()
             while not self._finished():
+                if self.cache_stats is not None:
+                    self.cache_stats.begin()
                 result.last_losses = self._train_epoch()
                 if self._pause_due() and not self._finished():
                     self.save("last.pt")  # mid-epoch: batch_in_epoch says where to pick up
@@ -153,6 +193,8 @@ class Trainer:
                     break
                 self._end_epoch()
         finally:
+            if self.store is not None:
+                self.store.flush_stats()
             result.health = self.health.summary()
             write_text_atomic(self.run_dir / "health.json", json.dumps(result.health.to_dict(), indent=2))
             self.logger.close()
@@ -168,6 +210,7 @@ class Trainer:
         self._log_epoch_health()
         if self._validation_due():
             self.result.last_metrics, self.result.last_ema_metrics = self.validate()
+        self._log_epoch_cache()
         if self._checkpoint_due():
             self.save("last.pt")
 
@@ -355,7 +398,7 @@ class Trainer:
         metrics = evaluate_model(
             model, self.val_samples, self.cfg.data, self.cfg.postprocess, self.device,
             batch_size=self.cfg.train.eval_batch_size, out_dir=out_dir,
-            overlays=self.cfg.train.overlays, progress=self.progress.interactive,
+            overlays=self.cfg.train.overlays, progress=self.progress.interactive, store=self.store,
         )
         values = {f"{tag}/precision": metrics.precision, f"{tag}/recall": metrics.recall, f"{tag}/hmean": metrics.hmean}
         self.logger.scalars(values, self.state.step, self.state.epoch)

@@ -1,0 +1,1 @@
+"""The store: versioned, checksummed entries of decoded images, DB maps and eval tensors."""

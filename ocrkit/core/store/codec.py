@@ -1,0 +1,96 @@
+"""The byte format of one store entry: self-describing, checksummed, compact for masks.
+
+    MAGIC (4) | xxh3-64 of everything after it (8) | header length (4) | header JSON | body
+
+The header holds the entry's kind, format version, fingerprint fields, provenance and one spec
+per array (name, dtype, shape, encoding, offset, length). Encodings: ``raw`` (the array's bytes)
+and ``bits`` (an array whose values are all 0 or 1, packed 8 per byte: masks cost 1/32 of
+float32). Decoding checks the checksum, the specs against the body, and every length, so a
+truncated, bit-flipped or reshaped entry raises ``CorruptEntry`` instead of returning numbers.
+
+xxh3 and not crc32/sha: the check runs on every read of the hot path, and xxh3 does 4.9 MB in
+0.06 ms on this CPU where zlib.crc32 takes 1.9 ms (measured; docs/store.md).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+import xxhash
+
+MAGIC = b"OCK1"
+_PREFIX = struct.Struct("<4sQI")  # magic, checksum, header length
+
+
+class CorruptEntry(ValueError):
+    """The bytes are not a well-formed entry (truncated, altered, or not ours)."""
+
+
+def _is_binary(array: np.ndarray) -> bool:
+    if array.dtype == np.bool_:
+        return True
+    return array.size > 0 and bool(np.all((array == 0) | (array == 1)))
+
+
+def encode(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arrays: tuple[str, ...] = ()) -> bytes:
+    """Serialize ``arrays``; those named in ``bit_arrays`` are packed to bits when all 0/1."""
+    specs, chunks, offset = [], [], 0
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        if name in bit_arrays and _is_binary(array):  # otherwise kept raw: exact either way
+            data = np.packbits(array.reshape(-1).astype(bool)).tobytes()
+            encoding = "bits"
+        else:
+            data, encoding = array.tobytes(), "raw"
+        specs.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "encoding": encoding,
+                      "offset": offset, "nbytes": len(data)})
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps({**header, "arrays": specs}, sort_keys=True, separators=(",", ":")).encode()
+    rest = struct.pack("<I", len(head)) + head + b"".join(chunks)
+    return MAGIC + struct.pack("<Q", xxhash.xxh3_64_intdigest(memoryview(rest)[4:])) + rest
+
+
+def decode(blob: bytes | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays). ``raw`` arrays are read-only views over ``blob``; copy to modify."""
+    view = memoryview(blob)
+    if len(view) < _PREFIX.size:
+        raise CorruptEntry(f"entry is {len(view)} bytes, shorter than its fixed prefix")
+    magic, checksum, head_len = _PREFIX.unpack_from(view)
+    if magic != MAGIC:
+        raise CorruptEntry("not an ocrkit store entry (bad magic)")
+    if xxhash.xxh3_64_intdigest(view[_PREFIX.size :]) != checksum:
+        raise CorruptEntry("checksum mismatch (truncated or altered bytes)")
+    start = _PREFIX.size + head_len
+    if start > len(view):
+        raise CorruptEntry("header runs past the end of the entry")
+    try:
+        header = json.loads(bytes(view[_PREFIX.size : start]))
+        arrays = {spec["name"]: _decode_array(view[start:], spec) for spec in header.pop("arrays")}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptEntry(f"malformed header ({exc})") from None
+    return header, arrays
+
+
+def _decode_array(body: memoryview, spec: dict[str, Any]) -> np.ndarray:
+    dtype, shape = np.dtype(spec["dtype"]), tuple(int(s) for s in spec["shape"])
+    offset, nbytes = int(spec["offset"]), int(spec["nbytes"])
+    count = int(np.prod(shape, dtype=np.int64))
+    if offset < 0 or offset + nbytes > len(body):
+        raise CorruptEntry(f"array {spec['name']!r} runs past the end of the entry")
+    data = body[offset : offset + nbytes]
+    if spec["encoding"] == "raw":
+        if nbytes != count * dtype.itemsize:
+            raise CorruptEntry(f"array {spec['name']!r}: {nbytes} bytes for shape {list(shape)} of {dtype}")
+        array = np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
+        array.flags.writeable = False
+        return array
+    if spec["encoding"] == "bits":
+        if nbytes != (count + 7) // 8:
+            raise CorruptEntry(f"array {spec['name']!r}: {nbytes} packed bytes for {count} values")
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count)
+        return bits.reshape(shape).astype(dtype)
+    raise CorruptEntry(f"array {spec['name']!r}: unknown encoding {spec['encoding']!r}")

@@ -1,0 +1,318 @@
+"""The versioned, checksummed entry store on diskcache, and its persisted statistics.
+
+An entry is a pure function of its *fields*: everything that shapes the value (the source
+image's content digest, the sample's annotation, every config field the producer reads) plus the
+kind's version. Its key is ``<kind>/<version>/<xxh3-128 of the canonical fields>`` and the fields
+are stored inside the entry and compared on read, so a changed input can only ever miss: a
+mismatch counts as ``stale``, a damaged entry as ``corrupt`` (and is deleted), and both fall
+through to regeneration. See docs/store.md.
+
+Processes: each process opens its own diskcache handle the first time it needs one (a handle
+must not cross a fork), under a file lock with retries because concurrent first-time creation
+of the SQLite files can fail with "database is locked". Statistics are counted in memory and
+added to a second, never-evicted diskcache with atomic ``incr`` every ``flush_every`` events, at
+epoch ends, and when a process (DataLoader workers included) exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import multiprocessing.util
+import os
+import sqlite3
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import numpy as np
+import xxhash
+
+from ocrkit.core.config import CacheConfig
+from ocrkit.core.errors import OcrkitError
+from ocrkit.core.store.codec import CorruptEntry, decode, encode
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: creation is guarded by the retries alone
+    fcntl = None
+
+FORMAT_VERSION = 1  # the byte format (codec.py) and key scheme
+# Bump a kind's version whenever the code that produces its values changes what they hold.
+KIND_VERSIONS = {"image": 1, "maps": 1, "tensor": 1}
+KINDS = tuple(KIND_VERSIONS)
+EVENTS = ("hits", "misses", "stale", "corrupt", "fallbacks", "failed_writes")
+
+Arrays = dict[str, np.ndarray]
+Check = Callable[[Arrays, dict[str, Any]], "str | None"]
+
+
+class StoreUnavailable(OcrkitError):
+    """The store directory cannot be opened (permissions, a damaged database, ...)."""
+
+
+def version_of(kind: str) -> str:
+    return f"{FORMAT_VERSION}.{KIND_VERSIONS[kind]}"
+
+
+def canonical(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def digest(fields: dict[str, Any]) -> str:
+    return xxhash.xxh3_128_hexdigest(canonical(fields).encode())
+
+
+def entry_key(kind: str, fields: dict[str, Any]) -> str:
+    return f"{kind}/{version_of(kind)}/{digest(fields)}"
+
+
+def entry_tag(kind: str, config_id: str) -> str:
+    """Groups entries by kind, version and the config that shaped them (for status and clear)."""
+    return f"{kind}/{version_of(kind)}/{config_id}"
+
+
+def parse_tag(tag: str | None) -> tuple[str, str, str]:
+    """(kind, version, config id); "?" for parts an untagged or foreign entry lacks."""
+    parts = (tag or "").split("/", 2) + ["?", "?", "?"]
+    return parts[0] or "?", parts[1], parts[2]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_cache(directory: Path, **settings: Any) -> diskcache.Cache:
+    """A diskcache handle, created under a lock and retried: concurrent first-time creation
+    races on SQLite ("database is locked")."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _file_lock(directory.parent / f".{directory.name}.lock"):
+            for attempt in range(20):
+                try:
+                    return diskcache.Cache(str(directory), **settings)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 19:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"cannot open the store at {directory}: {exc}") from None
+    raise AssertionError("unreachable")
+
+
+class Store:
+    """Entries in ``<root>/entries`` (size-limited), statistics in ``<root>/stats``."""
+
+    def __init__(self, root: str | Path, size_limit_bytes: int, timeout_s: float = 10.0, flush_every: int = 64):
+        self.root = Path(root)
+        self.size_limit_bytes = int(size_limit_bytes)
+        self.timeout_s = timeout_s
+        self.flush_every = flush_every
+        self._pid: int | None = None
+        self._entries: diskcache.Cache | None = None
+        self._stats: diskcache.Cache | None = None
+        self._pending: Counter[str] = Counter()
+        self._last_flush = time.monotonic()
+
+    # ---------------------------------------------------------------- handles (one per process)
+    def __getstate__(self) -> dict[str, Any]:  # a spawned worker opens its own handles
+        state = self.__dict__.copy()
+        state.update(_pid=None, _entries=None, _stats=None, _pending=Counter())
+        return state
+
+    def _own_process(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        # A forked child inherits the parent's handles and unflushed counts: drop both (the
+        # parent flushes its own), and flush ours when this process ends.
+        self._pid, self._entries, self._stats, self._pending = pid, None, None, Counter()
+        if multiprocessing.parent_process() is None:
+            atexit.register(self.flush_stats)
+        else:
+            multiprocessing.util.Finalize(self, self.flush_stats, exitpriority=10)
+
+    @property
+    def entries(self) -> diskcache.Cache:
+        self._own_process()
+        if self._entries is None:
+            self._entries = _open_cache(
+                self.root / "entries", size_limit=self.size_limit_bytes, timeout=self.timeout_s,
+                eviction_policy="least-recently-stored", tag_index=True,
+            )
+        return self._entries
+
+    @property
+    def stats(self) -> diskcache.Cache:
+        self._own_process()
+        if self._stats is None:
+            self._stats = _open_cache(self.root / "stats", eviction_policy="none", timeout=self.timeout_s)
+        return self._stats
+
+    def close(self) -> None:
+        self.flush_stats()
+        for handle in (self._entries, self._stats):
+            if handle is not None:
+                handle.close()
+        self._entries = self._stats = None
+
+    # ---------------------------------------------------------------- entries
+    def lookup(self, kind: str, fields: dict[str, Any], check: Check | None = None) -> tuple[dict[str, Any], Arrays] | None:
+        """The stored (header, arrays) for exactly these fields, or None (counted). ``check``
+        returns a problem with well-formed arrays of the wrong shape or dtype (then: corrupt)."""
+        key = entry_key(kind, fields)
+        try:
+            blob = self.entries.get(key, default=None, retry=True)
+        except (diskcache.Timeout, sqlite3.Error, OSError):
+            self.count(kind, "fallbacks")
+            return None
+        if blob is None:
+            self.count(kind, "misses")
+            return None
+        try:
+            header, arrays = decode(blob)
+            problem = check(arrays, header.get("meta", {})) if check is not None else None
+        except (CorruptEntry, KeyError, TypeError, ValueError):
+            problem = "undecodable"
+        if problem is not None:
+            self.count(kind, "corrupt")
+            self.delete(key)
+            return None
+        if header.get("kind") != kind or header.get("version") != version_of(kind) or header.get("fields") != fields:
+            self.count(kind, "stale")  # only a digest collision or a key-scheme bug gets here
+            return None
+        self.count(kind, "hits")
+        return header, arrays
+
+    def write(
+        self, kind: str, config_id: str, fields: dict[str, Any], arrays: Arrays,
+        meta: dict[str, Any] | None = None, bit_arrays: tuple[str, ...] = (),
+    ) -> bool:
+        header = {"kind": kind, "version": version_of(kind), "fields": fields, "meta": meta or {}}
+        blob = encode(header, arrays, bit_arrays)
+        try:
+            ok = bool(self.entries.set(entry_key(kind, fields), blob, tag=entry_tag(kind, config_id), retry=True))
+        except (diskcache.Timeout, sqlite3.Error, OSError):
+            ok = False
+        if not ok:
+            self.count(kind, "failed_writes")
+        return ok
+
+    def fetch(
+        self, kind: str, config_id: str, fields: dict[str, Any],
+        produce: Callable[[], tuple[Arrays, dict[str, Any]]], bit_arrays: tuple[str, ...] = (),
+        check: Check | None = None,
+    ) -> tuple[Arrays, dict[str, Any]]:
+        """The stored value, or ``produce()`` written back: (arrays, meta)."""
+        found = self.lookup(kind, fields, check)
+        if found is not None:
+            header, arrays = found
+            return arrays, header.get("meta", {})
+        arrays, meta = produce()
+        self.write(kind, config_id, fields, arrays, meta, bit_arrays)
+        return arrays, meta
+
+    def contains(self, kind: str, fields: dict[str, Any]) -> bool:
+        return entry_key(kind, fields) in self.entries
+
+    def read_raw(self, key: str) -> bytes | None:
+        return self.entries.get(key, default=None, retry=True)
+
+    def delete(self, key: str) -> bool:
+        try:
+            return bool(self.entries.delete(key, retry=True))
+        except (diskcache.Timeout, sqlite3.Error, OSError):
+            return False
+
+    def keys(self) -> list[str]:
+        return list(self.entries.iterkeys())
+
+    def tag_of(self, key: str) -> str | None:
+        found = self.entries.get(key, default=None, read=True, tag=True, retry=True)
+        if isinstance(found, tuple):
+            handle, tag = found
+            if hasattr(handle, "close"):
+                handle.close()
+            return tag
+        return None
+
+    def evict(self, tag: str) -> int:
+        return int(self.entries.evict(tag, retry=True))
+
+    def clear_entries(self) -> int:
+        return int(self.entries.clear(retry=True))
+
+    def volume(self) -> int:
+        return int(self.entries.volume())
+
+    def tag_summary(self) -> dict[str, tuple[int, int]]:
+        """{tag: (entries, bytes)} straight from diskcache's SQLite table (no entry is read).
+        Values below diskcache's file threshold live inline: their bytes are length(value)."""
+        cache = self.entries
+        rows = cache._sql(  # noqa: SLF001 - diskcache offers no per-tag count/size query
+            "SELECT tag, COUNT(*), SUM(size + COALESCE(LENGTH(value), 0)) FROM Cache GROUP BY tag"
+        ).fetchall()
+        return {tag: (int(n), int(size or 0)) for tag, n, size in rows}
+
+    # ---------------------------------------------------------------- statistics
+    def count(self, kind: str, event: str, n: int = 1) -> None:
+        self._own_process()
+        self._pending[f"{kind}/{event}"] += n
+        if sum(self._pending.values()) >= self.flush_every or time.monotonic() - self._last_flush > 5.0:
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        if self._pid != os.getpid() or not self._pending:
+            return
+        pending, self._pending = self._pending, Counter()
+        self._last_flush = time.monotonic()
+        try:
+            stats = self.stats
+            with stats.transact(retry=True):
+                for name, n in pending.items():
+                    stats.incr(name, n, default=0, retry=True)
+        except (diskcache.Timeout, sqlite3.Error, OSError, StoreUnavailable):
+            warnings.warn(f"could not record cache statistics in {self.root / 'stats'}", stacklevel=2)
+
+    def read_stats(self) -> dict[str, dict[str, int]]:
+        """{kind: {event: count}} as persisted, plus this process's unflushed counts."""
+        self.flush_stats()
+        out = {kind: dict.fromkeys(EVENTS, 0) for kind in KINDS}
+        for name in self.stats.iterkeys():
+            kind, _, event = str(name).partition("/")
+            if kind in out and event in out[kind]:
+                out[kind][event] = int(self.stats.get(name, default=0, retry=True))
+        return out
+
+    def reset_stats(self) -> None:
+        self._pending = Counter()
+        self.stats.clear(retry=True)
+
+
+def user_cache_dir(cfg: CacheConfig) -> Path:
+    """``cache.dir``, else $XDG_CACHE_HOME/ocrkit, else ~/.cache/ocrkit."""
+    if cfg.dir:
+        return Path(cfg.dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ocrkit"
+
+
+def open_store(cfg: CacheConfig) -> Store | None:
+    """The store a config speaks about (None when ``cache.enabled`` is false). Opening is lazy:
+    nothing touches the disk until the first lookup."""
+    if not cfg.enabled:
+        return None
+    return Store(user_cache_dir(cfg) / "store", int(cfg.size_limit_gb * 1e9), cfg.timeout_s)
