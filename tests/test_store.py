@@ -4,7 +4,6 @@ statistics across processes, and the data paths that read through it."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import shutil
 from pathlib import Path
 
 import cv2
@@ -14,14 +13,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocrkit.core.config import DataConfig, MapsConfig, load_config
-from ocrkit.core.data.dataset import TrainDataset
+from ocrkit.core.config import DataConfig, MapsConfig
+from ocrkit.core.data.dataset import TrainDataset, build_train_loader
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.inference import prepare_image
 from ocrkit.core.store.codec import CorruptEntry, decode, encode
 from ocrkit.core.store.layers import ImageLayer, MapsLayer, TensorLayer, produce_maps
-from ocrkit.core.store.store import KINDS, Store
+from ocrkit.core.store.store import Store
 
 from conftest import random_quad
 
@@ -193,3 +192,98 @@ def test_a_corrupted_entry_is_regenerated_transparently(tmp_path, source, damage
         assert stats["corrupt"] == 1 and stats["hits"] == 0, stats
     third, _ = TensorLayer(store, DataConfig(eval_size=(96, 128))).prepare(source)
     assert np.array_equal(third, good) and store.read_stats()["tensor"]["hits"] == 1
+
+
+# ---------------------------------------------------------------- concurrency and statistics
+
+
+def _reader(root: str, paths: list[str], rounds: int, queue) -> None:
+    store = new_store(Path(root), flush_every=8)
+    images, tensors = ImageLayer(store), TensorLayer(store, DataConfig(eval_size=(96, 128)))
+    wrong = 0
+    for _ in range(rounds):
+        for path in paths:
+            wrong += not np.array_equal(images.load(path), load_image_fresh(path))
+            content, transform = tensors.prepare(path)
+            fresh, fresh_transform = prepare_image(Path(path), DataConfig(eval_size=(96, 128)))
+            wrong += not (np.array_equal(content, fresh) and transform == fresh_transform)
+    queue.put(wrong)  # statistics are flushed when the process exits
+
+
+def _writer(root: str, data: str, queue) -> None:
+    from ocrkit.core.store.jobs import precompute_maps
+
+    store = new_store(Path(root), flush_every=8)
+    samples = load_dataset(data).samples
+    report = precompute_maps(samples, DataConfig(train_size=(64, 64)), MapsConfig(), store, workers=0, progress=False)
+    queue.put(report.failed_writes + len(report.errors) + (report.computed + report.present != len(samples)))
+
+
+def load_image_fresh(path):
+    from ocrkit.core.data.image import load_image
+
+    return load_image(path)
+
+
+@pytest.fixture
+def small_set(tmp_path) -> Path:
+    from ocrkit.core.data.synth import generate_synthetic
+
+    generate_synthetic(tmp_path / "synth", n_train=8, n_val=2, size=(96, 128), seed=0, progress=False)
+    return tmp_path / "synth"
+
+
+def test_two_readers_and_a_precompute_writer_hammer_the_store_without_error_or_wrong_value(tmp_path, small_set):
+    root = tmp_path / "store"
+    paths = sorted(str(p) for p in (small_set / "train" / "images").iterdir())
+    context = mp.get_context("fork")
+    queue = context.Queue()
+    procs = [context.Process(target=_reader, args=(str(root), paths, 3, queue)) for _ in range(2)]
+    procs.append(context.Process(target=_writer, args=(str(root), str(small_set / "train"), queue)))
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert results == [0, 0, 0]  # no wrong value anywhere, no failed write, every map in place
+    stats = new_store(root).read_stats()
+    # the counters of three processes add up: 2 readers x 3 rounds x 8 images per layer
+    for kind in ("image", "tensor"):
+        assert stats[kind]["hits"] + stats[kind]["misses"] == 48, stats[kind]
+        assert 8 <= stats[kind]["misses"] <= 16 and stats[kind]["failed_writes"] == 0  # both may miss at first
+    assert len([k for k in new_store(root).keys() if k.startswith("maps/")]) == 8
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_a_dataset_reads_the_same_items_through_the_store_and_its_workers_counts_add_up(tmp_path, small_set, augment):
+    samples = load_dataset(small_set / "train").samples
+    data_cfg = DataConfig(train_size=(64, 64), augment={"enabled": augment})
+    plain = TrainDataset(samples, data_cfg, MapsConfig(), seed=3)
+    store = new_store(tmp_path / "store", flush_every=1000)  # counts reach the store only at worker exit
+    stored = TrainDataset(samples, data_cfg, MapsConfig(), seed=3, store=store)
+    assert (stored.stored_maps is not None) == (not augment)
+    for epoch in range(2):  # cold, then warm
+        loader = build_train_loader(stored, batch_size=4, num_workers=2, seed=3, epoch=epoch)
+        batches = list(loader)
+        del loader
+        reference = list(build_train_loader(plain, batch_size=4, num_workers=0, seed=3, epoch=epoch))
+        for got, want in zip(batches, reference, strict=True):
+            for key in want:
+                assert torch.equal(got[key], want[key]), (epoch, key)
+    stats = store.read_stats()
+    assert stats["image"]["misses"] == 8 and stats["image"]["hits"] == 8
+    assert stats["maps"]["misses"] + stats["maps"]["hits"] == (0 if augment else 16)
+
+
+def test_ram_preload_stops_at_its_cap_and_serves_the_same_pixels(tmp_path, small_set):
+    from ocrkit.core.store.preload import preload_images
+
+    samples = load_dataset(small_set / "train").samples
+    one = 96 * 128 * 3
+    preload = preload_images(samples, ImageLayer(None), cap_bytes=3 * one + 10)
+    assert preload.loaded == 3 and preload.bytes_used == 3 * one and preload.total == 8
+    assert "3/8 images fit" in preload.describe()
+    layer = ImageLayer(None, preload.images)
+    for sample in samples:
+        assert np.array_equal(layer.load(sample.image_path), load_image_fresh(sample.image_path))

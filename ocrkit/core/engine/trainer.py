@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,10 @@ class Trainer:
             return
         need = estimate_store_bytes(samples, self.val_samples, self.cfg.data, self.dataset.stored_maps is not None)
         if need > self.store.size_limit_bytes:
-            self.progress.message(
+            warnings.warn(
                 f"[cache] this data needs about {need / 1e9:.2f} GB in the store but cache.size_limit_gb is "
-                f"{self.cfg.cache.size_limit_gb}: entries will be evicted and remade; raise the limit to keep them"
+                f"{self.cfg.cache.size_limit_gb}: entries will be evicted and remade; raise the limit to keep them",
+                stacklevel=2,
             )
 
     def _log_epoch_cache(self) -> None:
@@ -148,7 +150,7 @@ class Trainer:
         if line:
             self.progress.message(line)
         for problem in problems:
-            self.progress.message(problem)
+            warnings.warn(problem, stacklevel=2)
 
     # ------------------------------------------------------------------ state
     def checkpoint_state(self) -> dict[str, Any]:
