@@ -26,7 +26,9 @@ from conftest import random_quad
 
 
 def new_store(root: Path, **kw) -> Store:
-    return Store(root, size_limit_bytes=kw.pop("limit", 10**9), flush_every=kw.pop("flush_every", 1), **kw)
+    """Synchronous writes unless asked: a read right after a write sees it."""
+    return Store(root, size_limit_bytes=kw.pop("limit", 10**9), flush_every=kw.pop("flush_every", 1),
+                 write_behind=kw.pop("write_behind", False), **kw)
 
 
 def write_image(path: Path, seed: int, size=(96, 128)) -> Path:
@@ -198,7 +200,7 @@ def test_a_corrupted_entry_is_regenerated_transparently(tmp_path, source, damage
 
 
 def _reader(root: str, paths: list[str], rounds: int, queue) -> None:
-    store = new_store(Path(root), flush_every=8)
+    store = new_store(Path(root), flush_every=8, write_behind=True)  # the writer thread drains at exit
     images, tensors = ImageLayer(store), TensorLayer(store, DataConfig(eval_size=(96, 128)))
     wrong = 0
     for _ in range(rounds):
@@ -260,7 +262,8 @@ def test_a_dataset_reads_the_same_items_through_the_store_and_its_workers_counts
     samples = load_dataset(small_set / "train").samples
     data_cfg = DataConfig(train_size=(64, 64), augment={"enabled": augment})
     plain = TrainDataset(samples, data_cfg, MapsConfig(), seed=3)
-    store = new_store(tmp_path / "store", flush_every=1000)  # counts reach the store only at worker exit
+    # write-behind, and counts reach the store only when each worker exits
+    store = new_store(tmp_path / "store", flush_every=1000, write_behind=True)
     stored = TrainDataset(samples, data_cfg, MapsConfig(), seed=3, store=store)
     assert (stored.stored_maps is not None) == (not augment)
     for epoch in range(2):  # cold, then warm

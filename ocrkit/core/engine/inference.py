@@ -115,7 +115,7 @@ def _prepare_batch(paths: Sequence[Path], prepare: Prepare) -> _PreparedBatch:
     return _PreparedBatch(list(paths), torch.from_numpy(canvas), transforms)
 
 
-def _prepared_batches(paths: Sequence[Path], prepare: Prepare, batch_size: int) -> Iterator[_PreparedBatch]:
+def prepared_batches(paths: Sequence[Path], prepare: Prepare, batch_size: int) -> Iterator[_PreparedBatch]:
     """Batches in input order, the next one decoded on a helper thread while this one runs."""
     chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
     if not chunks:
@@ -176,7 +176,7 @@ def _predict(
     keep_prob: bool,
 ) -> Iterator[ImagePrediction]:
     with _eval_mode(model):
-        for batch in _prepared_batches(paths, prepare, batch_size):
+        for batch in prepared_batches(paths, prepare, batch_size):
             logits = model(batch.images.to(device, non_blocking=True))["prob_logits"]
             probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
             for path, prob, transform in zip(batch.paths, probs, batch.transforms, strict=True):

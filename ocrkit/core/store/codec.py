@@ -23,6 +23,7 @@ import xxhash
 
 MAGIC = b"OCK1"
 _PREFIX = struct.Struct("<4sQI")  # magic, checksum, header length
+_CHECKED_FROM = 12  # the checksum covers the header length, the header and the body
 
 
 class CorruptEntry(ValueError):
@@ -36,22 +37,28 @@ def _is_binary(array: np.ndarray) -> bool:
 
 
 def encode(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arrays: tuple[str, ...] = ()) -> bytes:
-    """Serialize ``arrays``; those named in ``bit_arrays`` are packed to bits when all 0/1."""
+    """Serialize ``arrays``; those named in ``bit_arrays`` are packed to bits when all 0/1.
+
+    One copy of the array bytes (the final join); the checksum streams over views."""
     specs, chunks, offset = [], [], 0
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         if name in bit_arrays and _is_binary(array):  # otherwise kept raw: exact either way
-            data = np.packbits(array.reshape(-1).astype(bool)).tobytes()
+            data = memoryview(np.packbits(array.reshape(-1).astype(bool)))
             encoding = "bits"
         else:
-            data, encoding = array.tobytes(), "raw"
+            data, encoding = memoryview(array.reshape(-1)).cast("B"), "raw"
         specs.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "encoding": encoding,
-                      "offset": offset, "nbytes": len(data)})
+                      "offset": offset, "nbytes": data.nbytes})
         chunks.append(data)
-        offset += len(data)
+        offset += data.nbytes
     head = json.dumps({**header, "arrays": specs}, sort_keys=True, separators=(",", ":")).encode()
-    rest = struct.pack("<I", len(head)) + head + b"".join(chunks)
-    return MAGIC + struct.pack("<Q", xxhash.xxh3_64_intdigest(memoryview(rest)[4:])) + rest
+    head_len = struct.pack("<I", len(head))
+    checksum = xxhash.xxh3_64(head_len)
+    checksum.update(head)
+    for chunk in chunks:
+        checksum.update(chunk)
+    return b"".join([MAGIC, struct.pack("<Q", checksum.intdigest()), head_len, head, *chunks])
 
 
 def decode(blob: bytes | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -62,7 +69,7 @@ def decode(blob: bytes | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarr
     magic, checksum, head_len = _PREFIX.unpack_from(view)
     if magic != MAGIC:
         raise CorruptEntry("not an ocrkit store entry (bad magic)")
-    if xxhash.xxh3_64_intdigest(view[_PREFIX.size :]) != checksum:
+    if xxhash.xxh3_64_intdigest(view[_CHECKED_FROM:]) != checksum:
         raise CorruptEntry("checksum mismatch (truncated or altered bytes)")
     start = _PREFIX.size + head_len
     if start > len(view):

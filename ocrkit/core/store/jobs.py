@@ -54,7 +54,8 @@ def _precompute_one(sample: Sample) -> str:
             return "present"
         _, maps = produce_maps(load_image(sample.image_path), sample.polygons, sample.ignore,
                                layer.train_size, layer.maps_cfg)
-        ok = layer.store.write("maps", layer.config_id, fields, maps, {"path": str(sample.image_path)}, MAP_BITS)
+        ok = layer.store.write("maps", layer.config_id, fields, maps, {"path": str(sample.image_path)}, MAP_BITS,
+                               sync=True)
         return "computed" if ok else "failed_write"
     except InputError as exc:
         return str(exc)

@@ -21,7 +21,9 @@ import contextlib
 import json
 import multiprocessing.util
 import os
+import queue
 import sqlite3
+import threading
 import time
 import warnings
 from collections import Counter
@@ -116,54 +118,75 @@ def _open_cache(directory: Path, **settings: Any) -> diskcache.Cache:
 class Store:
     """Entries in ``<root>/entries`` (size-limited), statistics in ``<root>/stats``."""
 
-    def __init__(self, root: str | Path, size_limit_bytes: int, timeout_s: float = 10.0, flush_every: int = 64):
+    def __init__(
+        self, root: str | Path, size_limit_bytes: int, timeout_s: float = 10.0, flush_every: int = 64,
+        write_behind: bool = True, queue_size: int = 16,
+    ):
         self.root = Path(root)
         self.size_limit_bytes = int(size_limit_bytes)
         self.timeout_s = timeout_s
         self.flush_every = flush_every
-        self._pid: int | None = None
+        self.write_behind = write_behind
+        self.queue_size = queue_size
+        self._reset_process_state(None)
+
+    def _reset_process_state(self, pid: int | None) -> None:
+        self._pid = pid
         self._entries: diskcache.Cache | None = None
         self._stats: diskcache.Cache | None = None
         self._pending: Counter[str] = Counter()
         self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self._queue: queue.Queue | None = None
+        self._writer: threading.Thread | None = None
 
     # ---------------------------------------------------------------- handles (one per process)
     def __getstate__(self) -> dict[str, Any]:  # a spawned worker opens its own handles
-        state = self.__dict__.copy()
-        state.update(_pid=None, _entries=None, _stats=None, _pending=Counter())
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_process_state(None)
 
     def _own_process(self) -> None:
         pid = os.getpid()
         if self._pid == pid:
             return
-        # A forked child inherits the parent's handles and unflushed counts: drop both (the
-        # parent flushes its own), and flush ours when this process ends.
-        self._pid, self._entries, self._stats, self._pending = pid, None, None, Counter()
+        # A forked child inherits the parent's handles, unflushed counts and (dead) writer
+        # thread: drop them all (the parent finishes its own), and finish ours when we exit.
+        self._reset_process_state(pid)
         if multiprocessing.parent_process() is None:
-            atexit.register(self.flush_stats)
+            atexit.register(self.finish)
         else:
-            multiprocessing.util.Finalize(self, self.flush_stats, exitpriority=10)
+            multiprocessing.util.Finalize(self, self.finish, exitpriority=10)
 
     @property
     def entries(self) -> diskcache.Cache:
         self._own_process()
-        if self._entries is None:
-            self._entries = _open_cache(
-                self.root / "entries", size_limit=self.size_limit_bytes, timeout=self.timeout_s,
-                eviction_policy="least-recently-stored", tag_index=True,
-            )
-        return self._entries
+        with self._lock:
+            if self._entries is None:
+                self._entries = _open_cache(
+                    self.root / "entries", size_limit=self.size_limit_bytes, timeout=self.timeout_s,
+                    eviction_policy="least-recently-stored", tag_index=True,
+                )
+            return self._entries
 
     @property
     def stats(self) -> diskcache.Cache:
         self._own_process()
-        if self._stats is None:
-            self._stats = _open_cache(self.root / "stats", eviction_policy="none", timeout=self.timeout_s)
-        return self._stats
+        with self._lock:
+            if self._stats is None:
+                self._stats = _open_cache(self.root / "stats", eviction_policy="none", timeout=self.timeout_s)
+            return self._stats
+
+    def finish(self) -> None:
+        """Wait for queued writes, then record the statistics (also run at process exit)."""
+        self.drain()
+        self.flush_stats()
 
     def close(self) -> None:
-        self.flush_stats()
+        self.finish()
         for handle in (self._entries, self._stats):
             if handle is not None:
                 handle.close()
@@ -199,7 +222,47 @@ class Store:
 
     def write(
         self, kind: str, config_id: str, fields: dict[str, Any], arrays: Arrays,
-        meta: dict[str, Any] | None = None, bit_arrays: tuple[str, ...] = (),
+        meta: dict[str, Any] | None = None, bit_arrays: tuple[str, ...] = (), sync: bool = False,
+    ) -> bool:
+        """Store an entry. By default the encoding and the disk write happen on a writer thread
+        (write-behind), off the data path: True then means queued, and a failure is counted by
+        the writer. ``sync`` writes now and returns whether it worked. The arrays are handed
+        over: the caller must not modify them afterwards."""
+        if sync or not self.write_behind:
+            return self._write_now(kind, config_id, fields, arrays, meta, bit_arrays)
+        self._writer_queue().put((kind, config_id, fields, arrays, meta, bit_arrays))
+        return True
+
+    def _writer_queue(self) -> queue.Queue:
+        self._own_process()
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._queue = queue.Queue(maxsize=self.queue_size)  # bounded: a slow disk slows the producer
+                self._writer = threading.Thread(target=self._write_loop, args=(self._queue,), daemon=True,
+                                                name="ocrkit-store-writer")
+                self._writer.start()
+            return self._queue
+
+    def _write_loop(self, jobs: queue.Queue) -> None:
+        while True:
+            job = jobs.get()
+            try:
+                if job is None:
+                    return
+                self._write_now(*job)
+            except Exception:  # noqa: BLE001 - never lose the writer; the failure is counted
+                self.count(job[0], "failed_writes")
+            finally:
+                jobs.task_done()
+
+    def drain(self) -> None:
+        """Block until every queued write of this process is done."""
+        if self._pid == os.getpid() and self._writer is not None and self._writer.is_alive():
+            self._queue.join()
+
+    def _write_now(
+        self, kind: str, config_id: str, fields: dict[str, Any], arrays: Arrays,
+        meta: dict[str, Any] | None, bit_arrays: tuple[str, ...],
     ) -> bool:
         header = {"kind": kind, "version": version_of(kind), "fields": fields, "meta": meta or {}}
         blob = encode(header, arrays, bit_arrays)
@@ -270,15 +333,20 @@ class Store:
     # ---------------------------------------------------------------- statistics
     def count(self, kind: str, event: str, n: int = 1) -> None:
         self._own_process()
-        self._pending[f"{kind}/{event}"] += n
-        if sum(self._pending.values()) >= self.flush_every or time.monotonic() - self._last_flush > 5.0:
+        with self._lock:
+            self._pending[f"{kind}/{event}"] += n
+            due = sum(self._pending.values()) >= self.flush_every or time.monotonic() - self._last_flush > 5.0
+        if due:
             self.flush_stats()
 
     def flush_stats(self) -> None:
-        if self._pid != os.getpid() or not self._pending:
+        if self._pid != os.getpid():
             return
-        pending, self._pending = self._pending, Counter()
-        self._last_flush = time.monotonic()
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+            self._last_flush = time.monotonic()
+        if not pending:
+            return
         try:
             stats = self.stats
             with stats.transact(retry=True):
@@ -288,8 +356,8 @@ class Store:
             warnings.warn(f"could not record cache statistics in {self.root / 'stats'}", stacklevel=2)
 
     def read_stats(self) -> dict[str, dict[str, int]]:
-        """{kind: {event: count}} as persisted, plus this process's unflushed counts."""
-        self.flush_stats()
+        """{kind: {event: count}} as persisted, after this process's queued writes and counts."""
+        self.finish()
         out = {kind: dict.fromkeys(EVENTS, 0) for kind in KINDS}
         for name in self.stats.iterkeys():
             kind, _, event = str(name).partition("/")
@@ -298,7 +366,9 @@ class Store:
         return out
 
     def reset_stats(self) -> None:
-        self._pending = Counter()
+        self.drain()
+        with self._lock:
+            self._pending = Counter()
         self.stats.clear(retry=True)
 
 
