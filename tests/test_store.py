@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader
 from ocrkit.core.data.formats import load_dataset
+from ocrkit.core.data.image import load_image
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.inference import prepare_image
 from ocrkit.core.store.codec import CorruptEntry, decode, encode
@@ -205,7 +206,7 @@ def _reader(root: str, paths: list[str], rounds: int, queue) -> None:
     wrong = 0
     for _ in range(rounds):
         for path in paths:
-            wrong += not np.array_equal(images.load(path), load_image_fresh(path))
+            wrong += not np.array_equal(images.load(path), load_image(path))
             content, transform = tensors.prepare(path)
             fresh, fresh_transform = prepare_image(Path(path), DataConfig(eval_size=(96, 128)))
             wrong += not (np.array_equal(content, fresh) and transform == fresh_transform)
@@ -219,12 +220,6 @@ def _writer(root: str, data: str, queue) -> None:
     samples = load_dataset(data).samples
     report = precompute_maps(samples, DataConfig(train_size=(64, 64)), MapsConfig(), store, workers=0, progress=False)
     queue.put(report.failed_writes + len(report.errors) + (report.computed + report.present != len(samples)))
-
-
-def load_image_fresh(path):
-    from ocrkit.core.data.image import load_image
-
-    return load_image(path)
 
 
 @pytest.fixture
@@ -289,4 +284,4 @@ def test_ram_preload_stops_at_its_cap_and_serves_the_same_pixels(tmp_path, small
     assert "3/8 images fit" in preload.describe()
     layer = ImageLayer(None, preload.images)
     for sample in samples:
-        assert np.array_equal(layer.load(sample.image_path), load_image_fresh(sample.image_path))
+        assert np.array_equal(layer.load(sample.image_path), load_image(sample.image_path))

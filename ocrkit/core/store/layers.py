@@ -21,6 +21,7 @@ size+mtime key would not catch.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -75,8 +76,6 @@ class _Layer:
                 return self.store.fetch(self.kind, self.config_id, fields, produce, bits, self.check)
             except StoreUnavailable as exc:
                 if not self._warned:
-                    import warnings
-
                     warnings.warn(f"{exc}; continuing without the store", stacklevel=2)
                     self._warned = True
                 self.store = None
@@ -132,14 +131,19 @@ class ImageLayer(_Layer):
 
     def load(self, path: str | Path) -> np.ndarray:
         """RGB uint8 (H, W, 3), writable (augmentation may work in place)."""
+        return self.load_with_source(path)[0]
+
+    def load_with_source(self, path: str | Path) -> tuple[np.ndarray, str | None]:
+        """The image and, when the store was consulted, its file's digest (so that a layer
+        keyed on the same file need not read and hash it again)."""
         found = self.preloaded.get(str(path))
         if found is not None:
-            return found.copy()
+            return found.copy(), None
         if self.store is None:
-            return load_image(path)
-        fields = {**self.config, "source": source_digest(path)}
-        arrays, _ = self._fetch(fields, lambda: produce_image(path))
-        return np.array(arrays["image"])  # a writable copy of the read-only stored view
+            return load_image(path), None
+        source = source_digest(path)
+        arrays, _ = self._fetch({**self.config, "source": source}, lambda: produce_image(path))
+        return np.array(arrays["image"]), source  # a writable copy of the read-only stored view
 
 
 # ---------------------------------------------------------------- maps
@@ -184,7 +188,7 @@ class MapsLayer(_Layer):
 
     def sample(self, sample: Sample, images: ImageLayer) -> tuple[np.ndarray, Arrays]:
         """(resized image, maps) of ``sample`` at the training size, maps from the store if present."""
-        image = images.load(sample.image_path)
+        image, source = images.load_with_source(sample.image_path)
         if self.store is None:
             return produce_maps(image, sample.polygons, sample.ignore, self.train_size, self.maps_cfg)
         computed: list[np.ndarray] = []
@@ -194,7 +198,8 @@ class MapsLayer(_Layer):
             computed.append(resized)
             return maps, {"path": str(sample.image_path)}
 
-        maps, _ = self._fetch(self.fields(source_digest(sample.image_path), sample), produce, MAP_BITS)
+        source = source or source_digest(sample.image_path)
+        maps, _ = self._fetch(self.fields(source, sample), produce, MAP_BITS)
         if computed:
             return computed[0], maps
         from ocrkit.core.data.augment import resize_to_fit
