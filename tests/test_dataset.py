@@ -380,3 +380,21 @@ def test_fixed_crop_keeps_the_scale_and_finds_text():
             extent = polys[0].max(axis=0) - polys[0].min(axis=0)
             np.testing.assert_allclose(extent, [80, 30], atol=1.5)  # not resized: same scale
     assert found == 20  # the window is anchored on the word
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (64, 96), (33, 1)])
+def test_normalize_matches_the_formula_and_writes_into_a_canvas_slot(shape):
+    from ocrkit.core.data.image import normalize
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    expected = (image.transpose(2, 0, 1) / 255.0 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    alone = normalize(image, mean, std)
+    assert alone.dtype == np.float32 and alone.shape == (3, *shape)
+    assert np.abs(alone - expected).max() < 2e-6
+    canvas = np.full((2, 3, shape[0] + 3, shape[1] + 5), 7.0, np.float32)
+    returned = normalize(image, mean, std, out=canvas[1, :, : shape[0], : shape[1]])
+    assert np.shares_memory(returned, canvas)
+    assert np.array_equal(canvas[1, :, : shape[0], : shape[1]], alone)
+    assert np.all(canvas[1, :, shape[0]:] == 7.0) and np.all(canvas[1, :, :, shape[1]:] == 7.0) and np.all(canvas[0] == 7.0)

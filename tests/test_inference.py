@@ -13,7 +13,7 @@ from torch import nn
 
 from ocrkit.core.config import DataConfig, MapsConfig, ModelConfig, OcrkitConfig, PostprocessConfig
 from ocrkit.core.data.formats import load_icdar_dir, read_predictions
-from ocrkit.core.data.image import image_size
+from ocrkit.core.data.image import eval_content, image_size, normalize
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.checkpoint import save_checkpoint
 from ocrkit.core.engine.eval_job import load_for_inference
@@ -21,7 +21,6 @@ from ocrkit.core.engine.inference import (
     evaluate_model,
     predict_batches,
     predict_files,
-    prepare_image,
     resolve_device,
 )
 from ocrkit.core.errors import InputError, OcrkitError
@@ -94,8 +93,8 @@ def test_batch_canvas_is_the_largest_image_and_zero_outside_content(samples):
     assert first.shape == (2, 3, 256, 256)
     assert torch.all(first[0, :, 192:] == 0) and torch.all(first[1, :, :, 171:] == 0)
     assert first[0, :, :192].abs().sum() > 0 and first[1, :, :, :171].abs().sum() > 0
-    content, _ = prepare_image(samples[1].image_path, data)
-    assert torch.equal(first[1, :, :, :171], torch.from_numpy(content))
+    content, _ = eval_content(samples[1].image_path, data)
+    assert torch.equal(first[1, :, :, :171], torch.from_numpy(normalize(content, data.mean, data.std)))
     assert [p.path for p in predictions] == [s.image_path for s in samples]
     assert all(d.polygon.dtype == np.int32 for p in predictions for d in p.detections)
     assert all(p.prob is None for p in predictions)

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader
 from ocrkit.core.data.formats import load_dataset
-from ocrkit.core.data.image import load_image
+from ocrkit.core.data.image import eval_content, load_image
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.engine.inference import prepare_image
+from ocrkit.core.engine.inference import prepared_batches
 from ocrkit.core.store.codec import CorruptEntry, decode, encode
 from ocrkit.core.store.layers import ImageLayer, MapsLayer, TensorLayer, produce_maps
 from ocrkit.core.store.store import Store
@@ -98,10 +98,16 @@ def test_eval_tensors_never_serve_a_value_made_under_other_settings(tmp_path_fac
     for fields in (first, second, first):  # the third read may hit, and must equal a fresh computation
         cfg = DataConfig(**fields)
         content, transform = TensorLayer(store, cfg).prepare(source)
-        fresh, fresh_transform = prepare_image(source, cfg)
-        assert np.array_equal(content, fresh) and transform == fresh_transform
+        fresh, fresh_transform = eval_content(source, cfg)
+        assert np.array_equal(content, fresh.transpose(2, 0, 1)) and transform == fresh_transform
+        # what the model receives (normalised on read with this setting's mean and std)
+        [stored_batch] = prepared_batches([source], TensorLayer(store, cfg), 1)
+        [fresh_batch] = prepared_batches([source], TensorLayer(None, cfg), 1)
+        assert torch.equal(stored_batch.images, fresh_batch.images)
+    resize = ("eval_size", "keep_ratio", "pad_multiple")  # mean and std are applied on read, not stored
+    same_entry = all(first[k] == second[k] for k in resize)
     stats = store.read_stats()["tensor"]
-    assert stats["stale"] == 0 and stats["hits"] == (2 if first == second else 1)
+    assert stats["stale"] == 0 and stats["misses"] == (1 if same_entry else 2)
 
 
 MAPS_FIELDS = {
@@ -208,8 +214,9 @@ def _reader(root: str, paths: list[str], rounds: int, queue) -> None:
         for path in paths:
             wrong += not np.array_equal(images.load(path), load_image(path))
             content, transform = tensors.prepare(path)
-            fresh, fresh_transform = prepare_image(Path(path), DataConfig(eval_size=(96, 128)))
-            wrong += not (np.array_equal(content, fresh) and transform == fresh_transform)
+            fresh, fresh_transform = eval_content(path, DataConfig(eval_size=(96, 128)))
+            wrong += not (np.array_equal(content, fresh.transpose(2, 0, 1)) and transform == fresh_transform)
+        store.drain()  # this round's writes land before the next: later rounds can only hit
     queue.put(wrong)  # statistics are flushed when the process exits
 
 

@@ -1,10 +1,14 @@
 """``ocrkit bench cache``: the validation path with no store, with an empty store (cold) and
 with the store that cold epoch filled (warm), side by side in one process, repeated.
 
-Two scopes: the validation data path alone (decode, resize, normalise, batch: what the store
-replaces) and a full validation pass (the same plus the model, post-processing and metric).
+Two scopes: the validation data path alone (decode, resize, uint8 batch: what the store
+replaces) and a full validation pass (the same plus on-device normalisation, the model,
+post-processing and metric).
 Each repeat runs none → cold (a fresh, empty store directory) → warm (the same store again).
 One untimed pass first brings the source files into the OS page cache for every variant alike.
+The empty store is created and opened before the cold epoch is timed: creating it happens once
+per store and opening it once per process (``store_open_ms``, reported beside the epochs), where
+an epoch's cost grows with its images.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ class CacheBenchRow:
     cold_overhead: float  # cold / none - 1
     warm_vs_none: float  # none / warm
     store_bytes: int
+    store_create_ms: float  # once per store: a fresh directory's SQLite databases
+    store_open_ms: float  # once per process: an existing store's handles
 
 
 def data_path_epoch(paths: Sequence[Path], cfg: OcrkitConfig, store: Store | None) -> None:
-    for _ in prepared_batches(paths, TensorLayer(store, cfg.data).prepare, cfg.train.eval_batch_size):
+    for _ in prepared_batches(paths, TensorLayer(store, cfg.data), cfg.train.eval_batch_size):
         pass
 
 
@@ -59,12 +65,14 @@ def _timed(fn: Callable[[], None]) -> float:
 
 def compare(scope: str, images: int, run: Callable[[Store | None], None], repeats: int, workdir: Path) -> CacheBenchRow:
     run(None)  # page cache, allocator, lazy imports
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in (*VARIANTS, "create", "open")}
     store_bytes = 0
     for repeat in range(repeats):
         root = workdir / f"{scope.replace(' ', '_')}-{repeat}"
         shutil.rmtree(root, ignore_errors=True)
+        times["create"].append(_timed(lambda: _open_handles(Store(root, size_limit_bytes=10**12)).close()))
         store = Store(root, size_limit_bytes=10**12)
+        times["open"].append(_timed(lambda: _open_handles(store)))
         times["none"].append(_timed(lambda: run(None)))
         times["cold"].append(_timed(lambda: (run(store), store.drain())))  # until its writes are on disk
         times["warm"].append(_timed(lambda: run(store)))
@@ -74,8 +82,14 @@ def compare(scope: str, images: int, run: Callable[[Store | None], None], repeat
         store_bytes = store.volume()
         store.close()
         shutil.rmtree(root, ignore_errors=True)
-    none, cold, warm = (statistics.median(times[v]) for v in VARIANTS)
-    return CacheBenchRow(scope, images, none, cold, warm, cold / warm, cold / none - 1, none / warm, store_bytes)
+    none, cold, warm, create, opened = (statistics.median(times[v]) for v in (*VARIANTS, "create", "open"))
+    return CacheBenchRow(scope, images, none, cold, warm, cold / warm, cold / none - 1, none / warm, store_bytes,
+                         create * 1000, opened * 1000)
+
+
+def _open_handles(store: Store) -> Store:
+    store.entries, store.stats  # noqa: B018 - opening the handles is the point
+    return store
 
 
 def run_cache_bench(

@@ -36,14 +36,14 @@ def _is_binary(array: np.ndarray) -> bool:
     return array.size > 0 and bool(np.all((array == 0) | (array == 1)))
 
 
-def encode(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arrays: tuple[str, ...] = ()) -> bytes:
-    """Serialize ``arrays``; those named in ``bit_arrays`` are packed to bits when all 0/1.
-
-    One copy of the array bytes (the final join); the checksum streams over views."""
+def encode_chunks(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arrays: tuple[str, ...] = ()) -> list:
+    """An entry as its pieces (prefix, header, then each array's bytes as a view), ready to be
+    written one after another with no join copy. Arrays named in ``bit_arrays`` are packed to
+    bits when all 0/1 (otherwise kept raw: exact either way)."""
     specs, chunks, offset = [], [], 0
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
-        if name in bit_arrays and _is_binary(array):  # otherwise kept raw: exact either way
+        if name in bit_arrays and _is_binary(array):
             data = memoryview(np.packbits(array.reshape(-1).astype(bool)))
             encoding = "bits"
         else:
@@ -58,7 +58,12 @@ def encode(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arrays: tu
     checksum.update(head)
     for chunk in chunks:
         checksum.update(chunk)
-    return b"".join([MAGIC, struct.pack("<Q", checksum.intdigest()), head_len, head, *chunks])
+    return [MAGIC + struct.pack("<Q", checksum.intdigest()) + head_len + head, *chunks]
+
+
+def encode(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arrays: tuple[str, ...] = ()) -> bytes:
+    """Serialize ``arrays`` into one bytes object (``encode_chunks`` joined)."""
+    return b"".join(encode_chunks(header, arrays, bit_arrays))
 
 
 def decode(blob: bytes | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -206,7 +206,7 @@ def _recompute(kind: str, fields: dict[str, Any], path: Path) -> dict[str, np.nd
         return produce_image(path)[0]
     if kind == "tensor":
         data_cfg = DataConfig(eval_size=tuple(fields["eval_size"]), keep_ratio=fields["keep_ratio"],
-                              pad_multiple=fields["pad_multiple"], mean=tuple(fields["mean"]), std=tuple(fields["std"]))
+                              pad_multiple=fields["pad_multiple"])
         return produce_tensor(path, data_cfg)[0]
     if kind == "maps":
         polygons = [np.asarray(p, np.float32).reshape(-1, 2) for p in fields["polygons"]]
