@@ -107,7 +107,10 @@ def test_bench_maps_tiny_mode(icdar_sample, tmp_path):
                  "--json", out)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert [r["case"] for r in report["results"]] == ["dense", "sparse"]
+    cases = [r["case"] for r in report["results"]]
+    assert cases[:3] == ["dense: 100 rotated quads", "sparse: ICDAR-2015 sample", "many-vertex: 30 polygons of 16-32 points"]
+    assert cases[3:] == ["count: 10 quads", "count: 100 quads", "count: 1000 quads",
+                         "size: 320x320, 100 quads", "size: 640x640, 100 quads", "size: 1280x1280, 100 quads"]
     assert all(r["binary_maps_identical"] and r["max_thresh_diff"] <= 1e-3 for r in report["results"])
     assert report["machine"]["cpu_count"] >= 1
 

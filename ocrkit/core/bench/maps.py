@@ -1,8 +1,11 @@
 """``ocrkit bench maps``: production DB maps vs the plain per-edge oracle, per case.
 
 Cases: ``dense`` (100 random rotated quads), ``sparse`` (the real ICDAR-2015 sample, when
-present). Each case runs both implementations in the same process, repeated; medians per image,
-the speed-up, and the largest threshold-map difference (shrink map and masks must be identical).
+present), ``many-vertex`` (30 curved polygons of 16–32 points), and two growth sweeps: the
+polygon count (10, 100, 1000 quads at the given size) and the image size (320, 640, 1280 with
+100 quads scaled to the image). Each case runs both implementations in the same process,
+repeated; medians per image, the speed-up, and the largest threshold-map difference (shrink map
+and masks must be identical).
 """
 
 from __future__ import annotations
@@ -36,19 +39,41 @@ class MapsCaseResult:
     binary_maps_identical: bool
 
 
-def random_rotated_quads(n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
+def random_rotated_quads(n: int, size: tuple[int, int], seed: int, scale: float = 1.0) -> list[np.ndarray]:
+    """Word-like boxes, 10–120 × 8–40 px at ``scale`` 1 (the scale follows the image size)."""
     rng = np.random.default_rng(seed)
     h, w = size
     quads = []
     for _ in range(n):
         center = (rng.uniform(0, w), rng.uniform(0, h))
-        box = (rng.uniform(10, 120), rng.uniform(8, 40))
+        box = (rng.uniform(10, 120) * scale, rng.uniform(8, 40) * scale)
         quads.append(cv2.boxPoints((center, box, rng.uniform(-90, 90))).astype(np.float32))
     return quads
 
 
-def dense_case(size: tuple[int, int], images: int, quads: int = 100) -> Polygons:
-    return [(random_rotated_quads(quads, size, seed), [False] * quads) for seed in range(images)]
+def random_curved_polygons(n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
+    """Curved text lines like Total-Text's: a band of 8–16 points along each side of an arc."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    polygons = []
+    for _ in range(n):
+        side = int(rng.integers(8, 17))
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        radius, thickness = rng.uniform(40, 160), rng.uniform(8, 30)
+        start = rng.uniform(0, 2 * np.pi)
+        angles = start + np.linspace(0, rng.uniform(0.4, 1.6), side)
+        outer = np.stack([cx + (radius + thickness) * np.cos(angles), cy + (radius + thickness) * np.sin(angles)], 1)
+        inner = np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1)[::-1]
+        polygons.append(np.concatenate([outer, inner]).astype(np.float32))
+    return polygons
+
+
+def dense_case(size: tuple[int, int], images: int, quads: int = 100, scale: float = 1.0) -> Polygons:
+    return [(random_rotated_quads(quads, size, seed, scale), [False] * quads) for seed in range(images)]
+
+
+def many_vertex_case(size: tuple[int, int], images: int, polygons: int = 30) -> Polygons:
+    return [(random_curved_polygons(polygons, size, seed), [False] * polygons) for seed in range(images)]
 
 
 def sparse_case(sample_dir: Path, size: tuple[int, int]) -> Polygons:
@@ -80,12 +105,22 @@ def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig
 
 def run_maps_bench(
     sample_dir: Path | None, size: tuple[int, int] = (640, 640), images: int = 10, repeats: int = 5,
-    cfg: MapsConfig | None = None,
+    cfg: MapsConfig | None = None, growth: bool = True,
 ) -> list[MapsCaseResult]:
     cfg = cfg or MapsConfig()
-    results = [compare("dense", dense_case(size, images), size, cfg, repeats)]
+    results = [compare("dense: 100 rotated quads", dense_case(size, images), size, cfg, repeats)]
     if sample_dir is not None and (sample_dir / "images").is_dir():
-        results.append(compare("sparse", sparse_case(sample_dir, size), size, cfg, repeats))
+        results.append(compare("sparse: ICDAR-2015 sample", sparse_case(sample_dir, size), size, cfg, repeats))
+    results.append(compare("many-vertex: 30 polygons of 16-32 points", many_vertex_case(size, images), size, cfg,
+                           repeats))
+    if growth:
+        few = max(1, images // 3)  # the sweeps' largest cases cost a reference second per image
+        for count in (10, 100, 1000):
+            results.append(compare(f"count: {count} quads", dense_case(size, few, count), size, cfg, repeats))
+        for side in (320, 640, 1280):
+            square = (side, side)
+            results.append(compare(f"size: {side}x{side}, 100 quads", dense_case(square, few, 100, side / 640),
+                                   square, cfg, repeats))
     return results
 
 
