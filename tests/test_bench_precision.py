@@ -87,3 +87,19 @@ def test_strict_exits_non_zero_on_a_fail(synth, tmp_path):
     ])
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output and "loss scale fell" in result.output
+
+
+def test_bench_profile_tiny_mode_reports_overhead_and_identical_losses(synth, tmp_path):
+    out = tmp_path / "profile.json"
+    result = runner.invoke(app, [
+        "bench", "profile", "--steps", "4", "--repeats", "2", "--quiet", "--json", str(out),
+        "--set", f"data.train={synth / 'train'}", "--set", f"data.val={synth / 'val'}",
+        "--set", f"log.dir={tmp_path}", *TINY,
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())["result"]
+    assert report["identical_losses"] is True  # the timer observes; it never changes the run
+    assert report["off_step_ms"] > 0 and report["on_step_ms"] > 0
+    assert report["overhead"] == pytest.approx(report["on_step_ms"] / report["off_step_ms"] - 1)
+    assert set(report["breakdown_ms"]) == {"data", "forward", "loss", "backward", "optimizer", "logging"}
+    assert (tmp_path / "bench" / "profile" / "profile.json").is_file()

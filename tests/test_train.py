@@ -188,3 +188,55 @@ def test_bad_input_is_one_line(synth, tmp_path):
     assert_one_line_error(
         train(synth, tmp_path, "--resume", checkpoint, "--init-from", checkpoint), "pick one"
     )
+
+
+def _logged(run_dir: Path, prefix: str) -> dict[tuple[int, str], str]:
+    lines = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    rows = [line.split(",") for line in lines]
+    return {(int(step), tag): value for step, _, tag, value in rows if tag.startswith(prefix)}
+
+
+def test_profile_breaks_the_step_down_without_changing_the_run(synth, tmp_path):
+    plain = train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "plain")
+    profiled = train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "profiled", "--profile",
+                     "--profile-trace", 1, "--set", "train.profile_trace_start=2")
+    assert plain.exit_code == 0 and profiled.exit_code == 0, profiled.output
+    plain_dir, profiled_dir = tmp_path / "train" / "plain", tmp_path / "train" / "profiled"
+    # the same losses step by step: profiling observes, it does not change the run
+    assert _logged(plain_dir, "train/loss") == _logged(profiled_dir, "train/loss")
+    stages = _logged(profiled_dir, "profile/")
+    assert not _logged(plain_dir, "profile/")
+    assert {tag for _, tag in stages} == {f"profile/{s}_ms" for s in
+                                          ("data", "forward", "loss", "backward", "optimizer", "logging", "step")}
+    assert sorted({step for step, _ in stages}) == [2, 4]  # once per epoch, at its last step
+    for step in (2, 4):
+        parts = sum(float(stages[(step, f"profile/{s}_ms")]) for s in ("data", "forward", "loss", "backward",
+                                                                        "optimizer", "logging"))
+        assert float(stages[(step, "profile/step_ms")]) == pytest.approx(parts, rel=1e-3)
+        assert float(stages[(step, "profile/forward_ms")]) > 0 and float(stages[(step, "profile/backward_ms")]) > 0
+    tb = EventAccumulator(str(profiled_dir / "tb"))
+    tb.Reload()
+    assert "profile/step_ms" in tb.Tags()["scalars"]
+    assert list((profiled_dir / "profile").glob("*.pt.trace.json"))  # the bounded torch.profiler window
+
+
+def test_stage_timer_laps_add_up_to_the_elapsed_time():
+    import time
+
+    from ocrkit.core.engine.profiling import StageTimer, summary_line
+
+    timer = StageTimer(torch.device("cpu"))
+    start = time.perf_counter()
+    timer.start()
+    for _ in range(3):
+        time.sleep(0.002)
+        timer.mark("data")
+        time.sleep(0.004)
+        timer.mark("forward")
+        timer.step_done()
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    summary = timer.epoch_summary()
+    assert summary["data"] >= 2 and summary["forward"] >= 4 and summary["loss"] == 0
+    assert sum(summary.values()) * 3 <= elapsed_ms + 1e-6
+    assert "forward" in summary_line(1, summary)
+    assert timer.epoch_summary() == dict.fromkeys(summary, 0.0)  # reset after each epoch

@@ -1,4 +1,4 @@
-"""ocrkit bench maps | cache | fp16-vs-fp32."""
+"""ocrkit bench maps | cache | fp16-vs-fp32 | profile."""
 
 from __future__ import annotations
 
@@ -25,16 +25,19 @@ def maps(
     size: Annotated[tuple[int, int], typer.Option(help="Map size H W.")] = (640, 640),
     images: Annotated[int, typer.Option(min=1, help="Random layouts in the dense case.")] = 10,
     repeats: Annotated[int, typer.Option(min=1, help="Timed repeats (median reported).")] = 5,
+    growth: Annotated[bool, typer.Option("--growth/--no-growth", help="Also sweep polygon count and image size.")] = True,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
     """Label maps: production vs the plain per-edge reference (time per image, max difference).
 
-    Cases: dense = 100 random rotated quads per image; sparse = the real ICDAR-2015 sample.
+    Cases: dense = 100 random rotated quads per image; sparse = the real ICDAR-2015 sample;
+    many-vertex = curved 16-32-point polygons; growth with polygon count (10/100/1000) and image
+    size (320/640/1280). Target: production at least 15x the reference on the dense case.
     """
     cfg = resolve_config(config, set_)
-    results = run_maps_bench(sample_dir, size, images, repeats, cfg.maps)
+    results = run_maps_bench(sample_dir, size, images, repeats, cfg.maps, growth)
     table = Table(title=f"DB label maps at {size[0]}×{size[1]}, ms per image (median of {repeats})")
     for column in ("case", "images", "ref ms", "prod ms", "speed-up", "max Δthresh", "masks equal"):
         table.add_column(column, justify="right")
@@ -130,3 +133,39 @@ def precision_table(runs, tolerance: float) -> Table:
             num(r.min_scale, "g"), r.verdict,
         )
     return table
+
+
+@app.command("profile")
+def profile(
+    steps: Annotated[int, typer.Option(min=4, help="Optimizer steps per run.")] = 30,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs per variant (off and on alternate).")] = 3,
+    name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "profile",
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """What `train --profile` costs: the same training with the stage timer off and on.
+
+    Target: at most 2% of step time. Also checks that both runs' losses are identical.
+    """
+    from ocrkit.core.bench.profile import profile_bench_job
+    from ocrkit.core.bench.profile import results_document as profile_results_document
+
+    cfg = resolve_config(config, set_)
+    bench, out_dir = profile_bench_job(cfg, steps, repeats, name, quiet)
+    table = Table(title=f"train --profile overhead: {steps} steps x {repeats} runs per variant, ms per step (median)")
+    for column in ("profile off", "profile on", "overhead", "losses identical"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{bench.off_step_ms:.1f}", f"{bench.on_step_ms:.1f}", f"{bench.overhead:+.2%}",
+                  str(bench.identical_losses))
+    out_console.print(table)
+    if bench.breakdown_ms:
+        total = sum(bench.breakdown_ms.values())
+        out_console.print("profiled step: " + ", ".join(f"{k} {v:.1f} ms ({v / total:.0%})"
+                                                        for k, v in bench.breakdown_ms.items()))
+    document = profile_results_document(bench, cfg)
+    write_text_atomic(out_dir / "profile.json", json.dumps(document, indent=2))
+    if json_file:
+        write_text_atomic(json_file, json.dumps(document, indent=2))
+        out_console.print(f"wrote {json_file}")

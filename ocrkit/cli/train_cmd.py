@@ -23,6 +23,8 @@ def train_command(
     resume: Annotated[Path | None, typer.Option(help="Continue a run (its directory or a checkpoint) exactly.")] = None,
     init_from: Annotated[Path | None, typer.Option(help="Start a new run from these weights only.")] = None,
     overfit_batches: Annotated[int, typer.Option(min=0, help="Sanity check: train on this many fixed batches.")] = 0,
+    profile: Annotated[bool, typer.Option("--profile", help="Per-stage step times at each epoch end and in TensorBoard.")] = False,
+    profile_trace: Annotated[int | None, typer.Option(min=0, help="Also write a torch.profiler trace of this many steps.")] = None,
     skip_bad: SkipBadOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     set_: SetOption = None,
@@ -35,6 +37,7 @@ def train_command(
     cfg = resolve_config(
         config, set_, data__train=data, data__val=val_data, train__precision=precision, train__epochs=epochs,
         train__batch_size=batch_size, train__accumulate=accumulate, train__device=device, data__skip_bad=skip_bad, log__quiet=quiet or None,
+        train__profile=profile or None, train__profile_trace_steps=profile_trace,
     )
     result = run_training(cfg, name, resume, init_from, overfit_batches, quiet=cfg.log.quiet)
     state = result.state

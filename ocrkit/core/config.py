@@ -174,6 +174,11 @@ class TrainConfig(Section):
     stop_at_step: int | None = Field(
         None, ge=1, description="pause at this global step with a checkpoint (resume continues it)"
     )
+    profile: bool = Field(False, description="per-stage step times (data, forward, loss, backward, optimizer, "
+                                             "logging) at each epoch end and in TensorBoard")
+    profile_trace_steps: int = Field(0, ge=0, description="torch.profiler trace of this many steps (0: none), "
+                                                          "written to <run>/profile")
+    profile_trace_start: int = Field(5, ge=1, description="the first traced step (after warm-up)")
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -37,6 +37,7 @@ from ocrkit.core.engine.schedule import build_optimizer, build_scheduler
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBLoss, build_model
+from ocrkit.core.engine.profiling import NoTimer, StageTimer, summary_line, summary_scalars, trace_window
 from ocrkit.core.progress import TrainProgress
 from ocrkit.core.store.layers import ImageLayer
 from ocrkit.core.store.monitor import EpochCacheStats, estimate_store_bytes
@@ -67,6 +68,7 @@ class TrainResult:
     images_per_s: list[float] = field(default_factory=list)  # one per optimizer step, data wait included
     step_images_per_s: list[float] = field(default_factory=list)  # the step alone: what the model could do
     losses: list[float] = field(default_factory=list)  # total loss per optimizer step
+    profile: list[dict[str, float]] = field(default_factory=list)  # ms per step by stage, one per epoch
 
     @property
     def best_checkpoint(self) -> Path:
@@ -120,6 +122,8 @@ class Trainer:
         resumed_at = self.state.step if resume_state is not None else None
         self.logger = RunLogger(run_dir, cfg.log.tensorboard, resume_step=resumed_at)
         self._warned_this_epoch: set[str] = set()
+        self.timer = StageTimer(device) if cfg.train.profile else NoTimer()
+        self._trace = None  # the torch.profiler of the trace window, while it is open
 
     # ------------------------------------------------------------------ store
     def _preload(self, samples: list[Sample]) -> dict | None:
@@ -183,17 +187,12 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
         result = self.result
+        train = self.cfg.train
         try:
             self._probe_overflow_path()
-            while not self._finished():
-                if self.cache_stats is not None:
-                    self.cache_stats.begin()
-                result.last_losses = self._train_epoch()
-                if self._pause_due() and not self._finished():
-                    self.save("last.pt")  # mid-epoch: batch_in_epoch says where to pick up
-                    self.progress.message(f"paused at step {self.state.step}: resume with --resume {self.run_dir}")
-                    break
-                self._end_epoch()
+            with trace_window(self.run_dir / "profile", train.profile_trace_start, train.profile_trace_steps,
+                              self.device) as self._trace:
+                self._fit_epochs()
         finally:
             if self.store is not None:
                 self.store.flush_stats()
@@ -202,6 +201,27 @@ class Trainer:
             self.logger.close()
             self.progress.close()
         return result
+
+    def _fit_epochs(self) -> None:
+        result = self.result
+        while not self._finished():
+            if self.cache_stats is not None:
+                self.cache_stats.begin()
+            result.last_losses = self._train_epoch()
+            self._log_epoch_profile()
+            if self._pause_due() and not self._finished():
+                self.save("last.pt")  # mid-epoch: batch_in_epoch says where to pick up
+                self.progress.message(f"paused at step {self.state.step}: resume with --resume {self.run_dir}")
+                break
+            self._end_epoch()
+
+    def _log_epoch_profile(self) -> None:
+        summary = self.timer.epoch_summary()
+        if not summary:
+            return
+        self.result.profile.append(summary)
+        self.progress.message(summary_line(self.state.epoch + 1, summary))
+        self.logger.scalars(summary_scalars(summary), self.state.step, self.state.epoch)
 
     def _finished(self) -> bool:
         return self.state.step >= self.total_steps
@@ -239,7 +259,9 @@ class Trainer:
         losses: dict[str, float] = {}
         group: list[dict[str, torch.Tensor]] = []
         tick = time.perf_counter()
+        self.timer.start()
         for batch in loader:
+            self.timer.mark("data")
             group.append(batch)
             if len(group) < cfg.accumulate:
                 continue
@@ -260,6 +282,10 @@ class Trainer:
             self.result.losses.append(losses["loss"])
             self.logger.scalars(values, self.state.step, self.state.epoch)
             self.progress.batch_done(self.state.step, losses["loss"], images_per_s, values["train/lr"])
+            self.timer.mark("logging")
+            self.timer.step_done()
+            if self._trace is not None:
+                self._trace.step()
             if self._pause_due() or self._finished() or steps_done >= self.steps_per_epoch:
                 break
         return losses
@@ -272,7 +298,9 @@ class Trainer:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             with self.policy.autocast():
                 outputs = self.model(batch["image"].contiguous(memory_format=self.memory_format))
+            self.timer.mark("forward")  # the host-to-device copy counts as forward
             terms = self.loss_fn(outputs, batch)  # float32 whatever autocast did
+            self.timer.mark("loss")
             self.policy.backward(terms["loss"], micro_batches=len(group))
             # One host sync per micro-batch, after backward is queued, so that on a GPU the host
             # does not wait between forward and backward. A non-finite loss still stops the run
@@ -282,6 +310,7 @@ class Trainer:
                 self._stop_on_nonfinite_loss(terms, batch, lr)
             for k, v in zip(LOSS_TAGS, values):
                 totals[k] += v / len(group)
+            self.timer.mark("backward")
         self.update_probe.before_step()
         outcome = self.policy.step(self.optimizer, self.model.parameters(), self.cfg.train.grad_clip)
         update_ratio = self.update_probe.after_step()  # raw model, before the EMA moves
@@ -294,7 +323,9 @@ class Trainer:
             self.state.skipped_steps += 1
         record = StepHealth(self.state.step, lr, outcome.scale, not outcome.stepped, outcome.grad_norm, update_ratio)
         self._act_on(self.health.record(record))
-        return totals, self._health_values(record)
+        values = self._health_values(record)
+        self.timer.mark("optimizer")  # the step, schedule, EMA and health checks
+        return totals, values
 
     def _health_values(self, h: StepHealth) -> dict[str, float]:
         values = {

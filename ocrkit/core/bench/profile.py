@@ -1,0 +1,90 @@
+"""``ocrkit bench profile``: what ``train --profile`` costs, measured as a ratio.
+
+The same short training (same seed, data order and steps) runs with the stage timer off and
+on, alternating which goes first in each repeat so that machine drift falls on both alike.
+Reported: the median step time of each (the first steps left out), their ratio, and whether
+the two runs' losses were identical step for step (profiling must observe, never change).
+"""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ocrkit.core.config import OcrkitConfig
+from ocrkit.core.data.sample import Sample
+from ocrkit.core.engine.trainer import Trainer
+
+WARMUP_STEPS = 2  # allocator, first loader fill
+
+
+@dataclass
+class ProfileBench:
+    steps: int
+    repeats: int
+    off_step_ms: float
+    on_step_ms: float
+    overhead: float  # on / off - 1
+    identical_losses: bool
+    breakdown_ms: dict[str, float]  # the profiled runs' stages, ms per step (median over repeats)
+
+
+def _one_run(cfg: OcrkitConfig, profile: bool, steps: int, train: list[Sample], device: torch.device,
+             run_dir: Path) -> tuple[list[float], list[float], dict[str, float]]:
+    variant = cfg.model_copy(deep=True)
+    variant.train.profile = profile
+    variant.train.profile_trace_steps = 0
+    variant.train.max_steps = steps
+    variant.train.stop_at_step = None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same warnings for both variants; the CLI shows its own
+        result = Trainer(variant, run_dir, train, [], device).fit()
+    step_ms = [variant.train.batch_size * variant.train.accumulate * 1000 / ips for ips in result.images_per_s]
+    breakdown = {}
+    if result.profile:
+        stages = result.profile[-1]
+        breakdown = {stage: statistics.mean(epoch[stage] for epoch in result.profile) for stage in stages}
+    return step_ms[WARMUP_STEPS:], result.losses, breakdown
+
+
+def run_profile_bench(cfg: OcrkitConfig, train: list[Sample], device: torch.device, steps: int, repeats: int,
+                      out_dir: Path) -> ProfileBench:
+    times: dict[bool, list[float]] = {False: [], True: []}
+    losses: list[list[float]] = []
+    breakdowns: list[dict[str, float]] = []
+    for repeat in range(repeats):
+        order = (False, True) if repeat % 2 == 0 else (True, False)
+        for profile in order:
+            step_ms, run_losses, breakdown = _one_run(cfg, profile, steps, train, device,
+                                                      out_dir / f"r{repeat}-{'on' if profile else 'off'}")
+            times[profile].extend(step_ms)
+            losses.append(run_losses)
+            if breakdown:
+                breakdowns.append(breakdown)
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    stages = breakdowns[0] if breakdowns else {}
+    breakdown = {stage: statistics.median(b[stage] for b in breakdowns) for stage in stages}
+    return ProfileBench(steps, repeats, off, on, on / off - 1, all(run == losses[0] for run in losses), breakdown)
+
+
+def results_document(bench: ProfileBench, cfg: OcrkitConfig) -> dict:
+    from ocrkit.core.bench.timing import machine_info
+
+    return {"benchmark": "profile", "machine": machine_info(), "target_overhead": 0.02,
+            "train_size": list(cfg.data.train_size), "batch_size": cfg.train.batch_size, "result": asdict(bench)}
+
+
+def profile_bench_job(cfg: OcrkitConfig, steps: int, repeats: int, name: str, quiet: bool) -> tuple[ProfileBench, Path]:
+    from ocrkit.core.engine.inference import resolve_device
+    from ocrkit.core.engine.rundir import create_run_dir
+    from ocrkit.core.engine.train_job import plan_data
+
+    device = resolve_device(cfg.train.device)
+    plan = plan_data(cfg, overfit_batches=0, progress=not quiet)
+    out_dir = create_run_dir(cfg.log.dir, "bench", name)
+    return run_profile_bench(plan.cfg, plan.train, device, steps, repeats, out_dir), out_dir
