@@ -17,6 +17,7 @@ import torch
 
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
+from ocrkit.core.engine.profiling import STAGES
 from ocrkit.core.engine.trainer import Trainer
 
 WARMUP_STEPS = 2  # allocator, first loader fill
@@ -45,10 +46,7 @@ def _one_run(cfg: OcrkitConfig, profile: bool, steps: int, train: list[Sample], 
         warnings.simplefilter("ignore")  # the same warnings for both variants; the CLI shows its own
         result = Trainer(variant, run_dir, train, [], device).fit()
     step_ms = [variant.train.batch_size * variant.train.accumulate * 1000 / ips for ips in result.images_per_s]
-    breakdown = {}
-    if result.profile:
-        stages = result.profile[-1]
-        breakdown = {stage: statistics.mean(epoch[stage] for epoch in result.profile) for stage in stages}
+    breakdown = {stage: statistics.mean(epoch[stage] for epoch in result.profile) for stage in STAGES} if result.profile else {}
     return step_ms[WARMUP_STEPS:], result.losses, breakdown
 
 
@@ -67,8 +65,7 @@ def run_profile_bench(cfg: OcrkitConfig, train: list[Sample], device: torch.devi
             if breakdown:
                 breakdowns.append(breakdown)
     off, on = statistics.median(times[False]), statistics.median(times[True])
-    stages = breakdowns[0] if breakdowns else {}
-    breakdown = {stage: statistics.median(b[stage] for b in breakdowns) for stage in stages}
+    breakdown = {stage: statistics.median(b[stage] for b in breakdowns) for stage in STAGES} if breakdowns else {}
     return ProfileBench(steps, repeats, off, on, on / off - 1, all(run == losses[0] for run in losses), breakdown)
 
 

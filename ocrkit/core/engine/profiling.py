@@ -23,9 +23,11 @@ STAGES = ("data", "forward", "loss", "backward", "optimizer", "logging")
 
 
 class StageTimer:
-    """Laps per stage, summed over an epoch. ``mark(stage)`` closes the lap that ends now."""
+    """Laps per stage, summed over an epoch. ``mark(stage)`` closes the lap that ends now.
+    Disabled (profiling off), every call returns at once and the summary is empty."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, enabled: bool = True):
+        self.enabled = enabled
         self.cuda = device.type == "cuda"
         self._last: float | torch.cuda.Event | None = None
         self._laps: list[tuple[str, object, object]] = []  # CUDA: (stage, start event, end event)
@@ -41,9 +43,12 @@ class StageTimer:
 
     def start(self) -> None:
         """Start the clock (at the top of an epoch, before the first batch is awaited)."""
-        self._last = self._now()
+        if self.enabled:
+            self._last = self._now()
 
     def mark(self, stage: str) -> None:
+        if not self.enabled:
+            return
         now = self._now()
         if self._last is not None:
             if self.cuda:
@@ -57,6 +62,8 @@ class StageTimer:
 
     def epoch_summary(self) -> dict[str, float]:
         """Milliseconds per step for each stage over the epoch, then reset."""
+        if not self.enabled:
+            return {}
         if self.cuda and self._laps:
             torch.cuda.synchronize()
             for stage, start, end in self._laps:
@@ -65,25 +72,6 @@ class StageTimer:
         summary = {stage: self._totals.get(stage, 0.0) * 1000.0 / steps for stage in STAGES}
         self._laps, self._totals, self.steps, self._last = [], defaultdict(float), 0, None
         return summary
-
-
-class NoTimer(StageTimer):
-    """The timer when profiling is off: every call does nothing."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def start(self) -> None:
-        pass
-
-    def mark(self, stage: str) -> None:
-        pass
-
-    def step_done(self) -> None:
-        pass
-
-    def epoch_summary(self) -> dict[str, float]:
-        return {}
 
 
 def summary_line(epoch: int, summary: dict[str, float]) -> str:

@@ -33,11 +33,11 @@ from ocrkit.core.engine.health import HealthMonitor, HealthStop, HealthSummary, 
 from ocrkit.core.engine.inference import evaluate_model
 from ocrkit.core.engine.logger import RunLogger
 from ocrkit.core.engine.precision import PrecisionPolicy
+from ocrkit.core.engine.profiling import StageTimer, summary_line, summary_scalars, trace_window
 from ocrkit.core.engine.schedule import build_optimizer, build_scheduler
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBLoss, build_model
-from ocrkit.core.engine.profiling import NoTimer, StageTimer, summary_line, summary_scalars, trace_window
 from ocrkit.core.progress import TrainProgress
 from ocrkit.core.store.layers import ImageLayer
 from ocrkit.core.store.monitor import EpochCacheStats, estimate_store_bytes
@@ -122,7 +122,7 @@ class Trainer:
         resumed_at = self.state.step if resume_state is not None else None
         self.logger = RunLogger(run_dir, cfg.log.tensorboard, resume_step=resumed_at)
         self._warned_this_epoch: set[str] = set()
-        self.timer = StageTimer(device) if cfg.train.profile else NoTimer()
+        self.timer = StageTimer(device, enabled=cfg.train.profile)
         self._trace = None  # the torch.profiler of the trace window, while it is open
 
     # ------------------------------------------------------------------ store
