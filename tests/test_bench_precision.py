@@ -103,3 +103,30 @@ def test_bench_profile_tiny_mode_reports_overhead_and_identical_losses(synth, tm
     assert report["overhead"] == pytest.approx(report["on_step_ms"] / report["off_step_ms"] - 1)
     assert set(report["breakdown_ms"]) == {"data", "forward", "loss", "backward", "optimizer", "logging"}
     assert (tmp_path / "bench" / "profile" / "profile.json").is_file()
+
+
+def test_bench_data_tiny_mode_times_every_source_and_worker_count(synth, tmp_path):
+    out = tmp_path / "data.json"
+    result = runner.invoke(app, [
+        "bench", "data", "--workers", "0,1", "--epoch-images", "8", "--repeats", "1", "--model-steps", "3",
+        "--quiet", "--json", str(out),
+        "--set", f"data.train={synth / 'train'}", "--set", f"log.dir={tmp_path}", *TINY,
+    ])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    loader = doc["result"]["loader"]
+    assert [(r["source"], r["workers"]) for r in loader] == [
+        ("files", 0), ("files", 1), ("store", 0), ("store", 1), ("preload", 0), ("preload", 1)]
+    for row in loader:
+        assert row["images_per_epoch"] == 8 and row["epoch_images_per_s"] > 0 and row["first_batch_ms"] > 0
+    model = doc["result"]["model"]
+    assert [r["workers"] for r in model] == [0, 1]
+    assert all(r["step_images_per_s"] >= r["train_images_per_s"] > 0 for r in model)
+    assert doc["result"]["maps_from_store"] is False  # random augmentation: maps are made per sample
+    assert "img/s" in doc["verdict"]
+    assert (tmp_path / "bench" / "data" / "scratch-store").is_dir()  # the user's store is not touched
+
+
+def test_bench_data_rejects_unknown_sources(tmp_path):
+    result = runner.invoke(app, ["bench", "data", "--sources", "files,disk", "--set", f"log.dir={tmp_path}"])
+    assert result.exit_code != 0 and "--sources: unknown disk" in result.output

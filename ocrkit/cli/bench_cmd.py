@@ -1,4 +1,4 @@
-"""ocrkit bench maps | cache | fp16-vs-fp32 | profile."""
+"""ocrkit bench maps | data | cache | fp16-vs-fp32 | profile."""
 
 from __future__ import annotations
 
@@ -170,6 +170,55 @@ def profile(
                                                         for k, v in bench.breakdown_ms.items()))
     document = profile_results_document(bench, cfg)
     write_text_atomic(out_dir / "profile.json", json.dumps(document, indent=2))
+    if json_file:
+        write_text_atomic(json_file, json.dumps(document, indent=2))
+        out_console.print(f"wrote {json_file}")
+
+
+@app.command("data")
+def data(
+    sources: Annotated[str, typer.Option(help="Comma-separated: files, store, preload.")] = "files,store,preload",
+    workers: Annotated[str, typer.Option(help="Comma-separated DataLoader worker counts.")] = "0,1,2",
+    epoch_images: Annotated[int, typer.Option(min=1, help="Training samples in one timed loader epoch.")] = 96,
+    repeats: Annotated[int, typer.Option(min=1, help="Epochs per variant (median reported).")] = 3,
+    model_steps: Annotated[int, typer.Option(min=0, help="Training steps per worker count for the model's rate (0: skip).")] = 8,
+    name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "data",
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Training data pipeline images/s (per source and worker count) beside the model's step rate.
+
+    Shows whether data or compute is the bottleneck on this machine, for this config.
+    """
+    from ocrkit.core.bench.data import SOURCES, data_bench_job, parse_list
+    from ocrkit.core.bench.data import results_document as data_results_document
+
+    cfg = resolve_config(config, set_)
+    chosen = parse_list(sources, SOURCES, "--sources")
+    counts = [int(w) for w in parse_list(workers, tuple(str(i) for i in range(65)), "--workers")]
+    bench, out_dir = data_bench_job(cfg, chosen, counts, epoch_images, repeats, model_steps, name, quiet)
+    h, w = bench.train_size
+    maps = "maps from the store" if bench.maps_from_store else "maps made per sample (random augmentation)"
+    table = Table(title=f"training data pipeline: batch {bench.batch_size} at {h}×{w}, {maps}; median of {repeats}")
+    for column in ("source", "workers", "epoch img/s", "steady img/s", "first batch ms"):
+        table.add_column(column, justify="right")
+    for r in bench.loader:
+        table.add_row(r.source, str(r.workers), f"{r.epoch_images_per_s:.1f}", f"{r.images_per_s:.1f}",
+                      f"{r.first_batch_ms:.0f}")
+    out_console.print(table)
+    if bench.model:
+        model = Table(title=f"the model on {bench.device}: {model_steps} training steps per worker count")
+        for column in ("workers", "step img/s", "train img/s", "waiting for data"):
+            model.add_column(column, justify="right")
+        for r in bench.model:
+            model.add_row(str(r.workers), f"{r.step_images_per_s:.1f}", f"{r.train_images_per_s:.1f}",
+                          f"{r.data_wait_share:.0%}")
+        out_console.print(model)
+        out_console.print(bench.verdict(), soft_wrap=True)
+    document = data_results_document(bench)
+    write_text_atomic(out_dir / "data.json", json.dumps(document, indent=2))
     if json_file:
         write_text_atomic(json_file, json.dumps(document, indent=2))
         out_console.print(f"wrote {json_file}")
