@@ -17,9 +17,12 @@ from ocrkit.core.data.dataset import (
     MAP_KEYS,
     EpochSampler,
     TrainDataset,
+    batch_to_device,
     build_train_loader,
+    default_workers,
 )
 from ocrkit.core.data.formats import load_icdar_dir
+from ocrkit.core.data.image import normalize
 from ocrkit.core.geometry.maps import polygon_area
 
 RED = (255, 0, 0)
@@ -218,9 +221,8 @@ def dark_text(tmp_path: Path) -> list:
     return load_icdar_dir(make_icdar_dir(tmp_path / "dark", images)).samples
 
 
-def pixels_0_255(tensor: torch.Tensor, cfg: DataConfig) -> np.ndarray:
-    mean, std = np.asarray(cfg.mean)[:, None, None], np.asarray(cfg.std)[:, None, None]
-    return ((tensor.numpy() * std + mean) * 255).mean(axis=0)
+def pixels_0_255(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.numpy().astype(np.float32).mean(axis=0)
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -232,11 +234,12 @@ def test_train_dataset_items_and_map_consistency(dark_text, enabled):
     for index in range(len(dataset)):
         item = dataset[index]
         assert set(item) == {"image", "index", *MAP_KEYS}
-        assert item["image"].shape == (3, 64, 96) and item["image"].dtype == torch.float32
+        assert item["image"].shape == (3, 64, 96) and item["image"].dtype == torch.uint8
         for key in MAP_KEYS:
-            assert item[key].shape == (64, 96) and item[key].dtype == torch.float32, key
-        shrink = item["shrink"].numpy() > 0.5
-        gray = pixels_0_255(item["image"], cfg)
+            dtype = torch.float32 if key == "thresh" else torch.uint8  # binary maps travel as uint8
+            assert item[key].shape == (64, 96) and item[key].dtype == dtype, key
+        shrink = item["shrink"].numpy() > 0
+        gray = pixels_0_255(item["image"])
         text_pixels += shrink.sum()
         if shrink.any():
             assert (gray[shrink] < 110).mean() > 0.95, f"item {index}: shrink map off the dark text"
@@ -398,3 +401,24 @@ def test_normalize_matches_the_formula_and_writes_into_a_canvas_slot(shape):
     assert np.shares_memory(returned, canvas)
     assert np.array_equal(canvas[1, :, : shape[0], : shape[1]], alone)
     assert np.all(canvas[1, :, shape[0]:] == 7.0) and np.all(canvas[1, :, :, shape[1]:] == 7.0) and np.all(canvas[0] == 7.0)
+
+
+def test_batch_to_device_gives_the_model_what_the_numpy_path_gave(dark_text):
+    """uint8 through the loader, float32 on the device: bit-identical to ``normalize``, and every
+    map float32 with the same values."""
+    cfg = DataConfig(train_size=(64, 96), augment=STRONG)
+    dataset = TrainDataset(dark_text, cfg, MapsConfig(), seed=3)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(3)])
+    on_device = batch_to_device(batch, torch.device("cpu"), cfg)
+    for i in range(3):
+        hwc = batch["image"][i].permute(1, 2, 0).numpy().copy()
+        assert torch.equal(on_device["image"][i], torch.from_numpy(normalize(hwc, cfg.mean, cfg.std)))
+    for key in MAP_KEYS:
+        assert on_device[key].dtype == torch.float32
+        assert torch.equal(on_device[key], batch[key].float())
+    assert set(on_device["shrink"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_default_workers_leave_a_core_for_the_model():
+    assert [default_workers(n) for n in (1, 2, 4, 16, 64)] == [0, 1, 3, 8, 8]
+    assert default_workers() >= 0  # this machine's affinity

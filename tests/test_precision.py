@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ocrkit.core.config import EmaConfig, HealthConfig, OcrkitConfig, load_config
-from ocrkit.core.data.dataset import TrainDataset
+from ocrkit.core.data.dataset import TrainDataset, batch_to_device
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.engine.ema import ModelEma
@@ -128,7 +128,8 @@ def tiny_cfg(*overrides: str) -> OcrkitConfig:
 
 def one_batch(synth: Path, cfg: OcrkitConfig) -> dict[str, torch.Tensor]:
     dataset = TrainDataset(load_dataset(str(synth / "train")).samples, cfg.data, cfg.maps, seed=0)
-    return torch.utils.data.default_collate([dataset[i] for i in range(4)])
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(4)])
+    return batch_to_device(batch, torch.device("cpu"), cfg.data)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -69,7 +69,11 @@ class DataConfig(Section):
     train_size: tuple[int, int] = Field((640, 640), description="training crop H W")
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    num_workers: int = Field(2, ge=0)
+    num_workers: int | None = Field(
+        None, ge=0, description="training DataLoader workers; unset: one per CPU core but one, at most 8 (see bench data)"
+    )
+    pin_memory: bool | None = Field(None, description="page-locked batches for the copy to the GPU; unset: on with CUDA")
+    prefetch_factor: int = Field(2, ge=1, description="batches each worker keeps ready")
     augment: AugmentConfig = AugmentConfig()
 
     @field_validator("eval_size", "train_size")

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ocrkit.core.config import OcrkitConfig
-from ocrkit.core.data.dataset import TrainDataset, build_train_loader
+from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.store.layers import ImageLayer
@@ -65,6 +65,7 @@ class DataBench:
     train_size: tuple[int, int]
     device: str
     maps_from_store: bool
+    default_workers: int  # what an unset data.num_workers gives on this machine
     loader: list[LoaderRow] = field(default_factory=list)
     model: list[ModelRow] = field(default_factory=list)
 
@@ -79,14 +80,16 @@ class DataBench:
         ratio = best.epoch_images_per_s / fastest_model
         who = "data keeps up with the model" if ratio >= 1 else "DATA IS THE BOTTLENECK"
         end_to_end = max(self.model, key=lambda r: r.train_images_per_s)
-        return (f"{who}: best loader {best.epoch_images_per_s:.1f} img/s ({best.source}, {best.workers} workers) "
+        return (f"{who} (default data.num_workers here: {self.default_workers}): best loader {best.epoch_images_per_s:.1f} img/s ({best.source}, {best.workers} workers) "
                 f"vs model step {fastest_model:.1f} img/s ({ratio:.2f}x); best end-to-end "
                 f"{end_to_end.train_images_per_s:.1f} img/s with {end_to_end.workers} workers")
 
 
-def _time_epoch(dataset: TrainDataset, cfg: OcrkitConfig, workers: int, epoch: int) -> tuple[float, float, float]:
+def _time_epoch(dataset: TrainDataset, cfg: OcrkitConfig, workers: int, epoch: int,
+                pin_memory: bool) -> tuple[float, float, float]:
     """(first batch s, steady img/s, epoch img/s) of one epoch through a fresh training loader."""
-    loader = build_train_loader(dataset, cfg.train.batch_size, workers, cfg.train.seed, epoch)
+    loader = build_train_loader(dataset, cfg.train.batch_size, workers, cfg.train.seed, epoch,
+                                pin_memory=pin_memory, prefetch_factor=cfg.data.prefetch_factor)
     start = time.perf_counter()
     batches = iter(loader)
     first = next(batches)
@@ -120,7 +123,7 @@ def _fill_store(dataset: TrainDataset, cfg: OcrkitConfig) -> None:
 
 
 def measure_loader(cfg: OcrkitConfig, samples: list[Sample], sources: list[str], workers: list[int],
-                   repeats: int, store: Store) -> list[LoaderRow]:
+                   repeats: int, store: Store, pin_memory: bool = False) -> list[LoaderRow]:
     datasets = _datasets(cfg, samples, store, sources)
     if "store" in datasets or "preload" in datasets:
         _fill_store(datasets.get("store") or datasets["preload"], cfg)
@@ -129,7 +132,7 @@ def measure_loader(cfg: OcrkitConfig, samples: list[Sample], sources: list[str],
     for repeat in range(repeats):
         shift = repeat % len(variants)
         for source, n_workers in variants[shift:] + variants[:shift]:  # take turns going first
-            runs[(source, n_workers)].append(_time_epoch(datasets[source], cfg, n_workers, epoch=1 + repeat))
+            runs[(source, n_workers)].append(_time_epoch(datasets[source], cfg, n_workers, 1 + repeat, pin_memory))
     per_epoch = (len(samples) // cfg.train.batch_size) * cfg.train.batch_size
     return [
         LoaderRow(source, n_workers, per_epoch,
@@ -172,9 +175,11 @@ def run_data_bench(cfg: OcrkitConfig, samples: list[Sample], device: torch.devic
     assert store is not None
     subset = samples[: max(epoch_images, cfg.train.batch_size)]
     bench = DataBench(cfg.train.batch_size, cfg.data.train_size, str(device),
-                      maps_from_store=TrainDataset(subset, cfg.data, cfg.maps, 0, store).stored_maps is not None)
+                      maps_from_store=TrainDataset(subset, cfg.data, cfg.maps, 0, store).stored_maps is not None,
+                      default_workers=default_workers())
     try:
-        bench.loader = measure_loader(scratch, subset, sources, workers, repeats, store)
+        pin = device.type == "cuda" if cfg.data.pin_memory is None else cfg.data.pin_memory
+        bench.loader = measure_loader(scratch, subset, sources, workers, repeats, store, pin)
         if model_steps > 0:
             bench.model = measure_model(scratch, samples, workers, model_steps, device, out_dir)
     finally:

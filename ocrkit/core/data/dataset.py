@@ -8,6 +8,7 @@ resumed in the middle of an epoch all see exactly the data an uninterrupted run 
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -18,13 +19,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.augment import build_augmenter
-from ocrkit.core.data.image import normalize
+from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.geometry.maps import make_db_maps
 from ocrkit.core.store.layers import ImageLayer, MapsLayer
 from ocrkit.core.store.store import Store
 
 MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
+BINARY_MAP_KEYS = ("shrink", "shrink_mask", "thresh_mask")  # exactly 0 or 1: travel as uint8
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -35,6 +37,9 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 class TrainDataset(Dataset[dict[str, torch.Tensor]]):
     """decode → augment (seeded by (seed, epoch, index)) → DB maps at ``train_size``.
+
+    Items: ``image`` uint8 3×H×W (RGB), binary maps uint8, ``thresh`` float32; see
+    ``batch_to_device`` for what the model gets.
 
     With a store, decoded images come from it (RAM preload first), and when the pipeline is
     deterministic (augmentation off) so do the maps; after random augmentation the maps are
@@ -72,10 +77,25 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
             )
             h, w = self.data_cfg.train_size
             maps = make_db_maps(polygons, ignore, h, w, self.maps_cfg).as_dict()
-        item = {"image": torch.from_numpy(normalize(image, self.data_cfg.mean, self.data_cfg.std))}
+        # uint8 image and binary maps: a third of the bytes through worker shared memory, the
+        # collate and the host-to-device copy; ``batch_to_device`` makes them float32 there
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}
         item["index"] = torch.tensor(index)  # which samples a batch holds (health diagnostics)
-        item.update({key: torch.from_numpy(np.ascontiguousarray(maps[key], dtype=np.float32)) for key in MAP_KEYS})
+        for key in MAP_KEYS:
+            dtype = np.uint8 if key in BINARY_MAP_KEYS else np.float32
+            item[key] = torch.from_numpy(np.ascontiguousarray(maps[key], dtype=dtype))
         return item
+
+
+def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device, data_cfg: DataConfig) -> dict[str, torch.Tensor]:
+    """A collated training batch on ``device`` as the model and loss take it: the image
+    normalised to float32 (``normalize_on_device``, bit-identical to ``normalize``), every map
+    float32."""
+    out = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    out["image"] = normalize_on_device(out["image"], data_cfg.mean, data_cfg.std)
+    for key in BINARY_MAP_KEYS:
+        out[key] = out[key].float()
+    return out
 
 
 class EpochSampler(Sampler[int]):
@@ -147,6 +167,18 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
+def default_workers(cpus: int | None = None) -> int:
+    """One worker per CPU core but one (the main process drives the model), at most 8.
+
+    ``ocrkit bench data`` on 2 cores (docs/performance.md): the CPU model takes ~13 img/s where one
+    worker supplies 110–150, and 0, 1 or 2 workers train equally fast within noise; 0 workers left
+    the model waiting for data 11% of the time, 1 worker 1%. A GPU needs the workers.
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus - 1))
+
+
 def build_train_loader(
     dataset: TrainDataset,
     batch_size: int,
@@ -158,22 +190,28 @@ def build_train_loader(
     *,
     rank: int = 0,
     world_size: int = 1,
+    pin_memory: bool = False,
+    prefetch_factor: int = 2,
 ) -> DataLoader:
-    """The loader of one epoch (build a new one per epoch); ``skip_batches`` resumes mid-epoch."""
+    """The loader of one epoch (build a new one per epoch); ``skip_batches`` resumes mid-epoch.
+
+    Workers are not persistent: each keeps its own copy of the dataset, whose epoch (the
+    augmentation seed) would go stale across epochs, and restarting them costs ~50–70 ms an
+    epoch here (bench data: first batch 100–140 ms with workers, 50–70 ms without)."""
     dataset.set_epoch(epoch)
     sampler = EpochSampler(len(dataset), seed, shuffle=True, rank=rank, world_size=world_size)
     sampler.set_epoch(epoch)
     sampler.skip(skip_batches * batch_size)
     worker_options: dict[str, Any] = {}
     if num_workers > 0:  # these raise with num_workers == 0
-        worker_options = {"persistent_workers": False, "prefetch_factor": 2, "worker_init_fn": _seed_worker}
+        worker_options = {"persistent_workers": False, "prefetch_factor": prefetch_factor, "worker_init_fn": _seed_worker}
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed + epoch),  # fixes the workers' base seed
         **worker_options,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ocrkit.core.config import DataConfig
@@ -57,6 +58,13 @@ def normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarr
     offset = np.array([255.0 * m for m in mean], np.float32)
     scale = np.array([1.0 / (255.0 * s) for s in std], np.float32)
     return offset, scale
+
+
+def normalize_on_device(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 N×3×H×W (on any device) → float32, normalised with the same two float32 operations
+    as ``normalize``, so the two agree bit for bit."""
+    offset, scale = (torch.from_numpy(v).to(images.device)[:, None, None] for v in normalization(mean, std))
+    return images.float().sub_(offset).mul_(scale)
 
 
 def normalize(

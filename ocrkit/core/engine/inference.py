@@ -31,7 +31,7 @@ from torch import nn
 from ocrkit.core.config import DataConfig, PostprocessConfig
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.data.formats import write_predictions
-from ocrkit.core.data.image import load_image, normalization
+from ocrkit.core.data.image import load_image, normalize_on_device
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics, ImageResult, evaluate
@@ -79,8 +79,7 @@ class _PreparedBatch:
         Normalised on the device after a uint8 transfer (a quarter of the bytes; off the loader
         thread), with the same float32 operations as ``normalize``, so the values equal the
         training path's bit for bit."""
-        offset, scale = (torch.from_numpy(v).to(device)[:, None, None] for v in normalization(data_cfg.mean, data_cfg.std))
-        x = self.images.to(device, non_blocking=True).float().sub_(offset).mul_(scale)
+        x = normalize_on_device(self.images.to(device, non_blocking=True), data_cfg.mean, data_cfg.std)
         for image, transform in zip(x, self.transforms, strict=True):
             ch, cw = transform.content_size
             image[:, ch:] = 0

@@ -25,7 +25,7 @@ import torch
 
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.config import OcrkitConfig
-from ocrkit.core.data.dataset import TrainDataset, build_train_loader
+from ocrkit.core.data.dataset import TrainDataset, batch_to_device, build_train_loader, default_workers
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
 from ocrkit.core.engine.ema import ModelEma
@@ -250,9 +250,12 @@ class Trainer:
         cfg = self.cfg.train
         self.model.train()
         self.dataset.set_epoch(self.state.epoch)
+        data = self.cfg.data
         loader = build_train_loader(
-            self.dataset, cfg.batch_size, self.cfg.data.num_workers, cfg.seed, self.state.epoch,
-            skip_batches=self.state.batch_in_epoch, drop_last=self.drop_last,
+            self.dataset, cfg.batch_size, default_workers() if data.num_workers is None else data.num_workers,
+            cfg.seed, self.state.epoch, skip_batches=self.state.batch_in_epoch, drop_last=self.drop_last,
+            pin_memory=self.device.type == "cuda" if data.pin_memory is None else data.pin_memory,
+            prefetch_factor=data.prefetch_factor,
         )
         steps_done = self.state.batch_in_epoch // cfg.accumulate
         self.progress.start_epoch(self.state.epoch, self.epochs, self.steps_per_epoch, steps_done)
@@ -295,7 +298,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         totals = dict.fromkeys(LOSS_TAGS, 0.0)
         for batch in group:
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = batch_to_device(batch, self.device, self.cfg.data)
             with self.policy.autocast():
                 outputs = self.model(batch["image"].contiguous(memory_format=self.memory_format))
             self.timer.mark("forward")  # the host-to-device copy counts as forward
