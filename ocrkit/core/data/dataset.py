@@ -170,9 +170,10 @@ def _seed_worker(worker_id: int) -> None:
 def default_workers(cpus: int | None = None) -> int:
     """One worker per CPU core but one (the main process drives the model), at most 8.
 
-    ``ocrkit bench data`` on 2 cores (docs/performance.md): the CPU model takes ~13 img/s where one
-    worker supplies 110–150, and 0, 1 or 2 workers train equally fast within noise; 0 workers left
-    the model waiting for data 11% of the time, 1 worker 1%. A GPU needs the workers.
+    ``ocrkit bench data`` on 2 cores (docs/benchmarks.md): the CPU model takes 13–15 img/s where
+    the loader supplies 120–270, and 0, 1 or 2 workers train equally fast within the run-to-run
+    spread; without workers the model waited for data 9–11% of the time, with one 1%. A GPU
+    needs the workers.
     """
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -196,8 +197,8 @@ def build_train_loader(
     """The loader of one epoch (build a new one per epoch); ``skip_batches`` resumes mid-epoch.
 
     Workers are not persistent: each keeps its own copy of the dataset, whose epoch (the
-    augmentation seed) would go stale across epochs, and restarting them costs ~50–70 ms an
-    epoch here (bench data: first batch 100–140 ms with workers, 50–70 ms without)."""
+    augmentation seed) would go stale across epochs, and restarting them costs 20–80 ms an epoch
+    here (bench data: the first batch with workers minus without), ~0.2% of a demo epoch."""
     dataset.set_epoch(epoch)
     sampler = EpochSampler(len(dataset), seed, shuffle=True, rank=rank, world_size=world_size)
     sampler.set_epoch(epoch)
