@@ -32,6 +32,7 @@ from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.trainer import Trainer
+from ocrkit.core.errors import OcrkitError
 from ocrkit.core.store.layers import ImageLayer
 from ocrkit.core.store.preload import preload_images
 from ocrkit.core.store.store import Store, open_store
@@ -192,8 +193,6 @@ def parse_list(text: str, allowed: tuple[str, ...] | None = None, what: str = ""
     if allowed is not None:
         unknown = [t for t in items if t not in allowed]
         if unknown:
-            from ocrkit.core.errors import OcrkitError
-
             raise OcrkitError(f"{what}: unknown {', '.join(unknown)}; expected {', '.join(allowed)}")
     return items
 

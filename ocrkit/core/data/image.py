@@ -70,7 +70,9 @@ def normalize_on_device(images: torch.Tensor, mean: Sequence[float], std: Sequen
 def normalize(
     image: np.ndarray, mean: Sequence[float], std: Sequence[float], out: np.ndarray | None = None
 ) -> np.ndarray:
-    """uint8 HWC RGB → float32 CHW, normalised per channel (``normalization``).
+    """uint8 HWC RGB → float32 CHW, normalised per channel (``normalization``): the host-side
+    reference of ``normalize_on_device``, which training and evaluation use (tests hold the two
+    equal bit for bit).
 
     Written into ``out`` (3×h×w) when given. Two correctly rounded float32 operations per value,
     so the result does not depend on the memory layout (OpenCV's fused ``addWeighted`` was 2×
