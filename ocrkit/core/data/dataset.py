@@ -21,7 +21,7 @@ from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.augment import build_augmenter
 from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.geometry.maps import make_db_maps
+from ocrkit.core.geometry.maps import compile_kernels, make_db_maps
 from ocrkit.core.store.layers import ImageLayer, MapsLayer
 from ocrkit.core.store.store import Store
 
@@ -59,6 +59,7 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         self.images = ImageLayer(store, preloaded)
         deterministic = self.augmenter.geometric is None
         self.stored_maps = MapsLayer(store, data_cfg, maps_cfg) if deterministic and store is not None else None
+        compile_kernels()  # before any worker forks: each would otherwise load them every epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
