@@ -130,3 +130,8 @@ def test_bench_data_tiny_mode_times_every_source_and_worker_count(synth, tmp_pat
 def test_bench_data_rejects_unknown_sources(tmp_path):
     result = runner.invoke(app, ["bench", "data", "--sources", "files,disk", "--set", f"log.dir={tmp_path}"])
     assert result.exit_code != 0 and "--sources: unknown disk" in result.output
+
+
+def test_bench_data_rejects_bad_worker_counts(tmp_path):
+    result = runner.invoke(app, ["bench", "data", "--workers", "0,two", "--set", f"log.dir={tmp_path}"])
+    assert result.exit_code != 0 and "--workers: expected comma-separated counts" in result.output

@@ -20,6 +20,7 @@ from ocrkit.core.data.dataset import (
     batch_to_device,
     build_train_loader,
     default_workers,
+    pin_memory_for,
 )
 from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.data.image import normalize
@@ -440,3 +441,10 @@ def test_train_dataset_loads_the_map_kernels_before_workers_fork(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "1"]
+
+
+def test_pin_memory_only_for_a_cuda_model_unless_set():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pin_memory_for(DataConfig(), cpu) is False and pin_memory_for(DataConfig(), cuda) is True
+    assert pin_memory_for(DataConfig(pin_memory=False), cuda) is False
+    assert pin_memory_for(DataConfig(pin_memory=True), cpu) is True

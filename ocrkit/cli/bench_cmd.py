@@ -19,6 +19,14 @@ from ocrkit.core.bench.timing import machine_info
 app = typer.Typer(help="Benchmarks: compared variants side by side in one process.", no_args_is_help=True)
 
 
+def write_document(document: dict, *paths: Path | None) -> None:
+    """The bench's JSON, atomically, to every path given (the run's own copy, --json)."""
+    for path in paths:
+        if path is not None:
+            write_text_atomic(path, json.dumps(document, indent=2))
+            out_console.print(f"wrote {path}")
+
+
 @app.command("maps")
 def maps(
     sample_dir: Annotated[Path | None, typer.Option(help="ICDAR dir for the sparse case (skipped if absent).")] = None,
@@ -49,9 +57,7 @@ def maps(
                       f"{r.speedup_vs_db:.1f}×", f"{r.speedup_vs_oracle:.1f}×", f"{r.max_thresh_diff:.1e}",
                       str(r.binary_maps_identical), f"{r.db_max_thresh_diff:.1e}")
     out_console.print(table)
-    if json_file:
-        write_text_atomic(json_file, json.dumps({"machine": machine_info(), "results": results_as_dicts(results)}, indent=2))
-        out_console.print(f"wrote {json_file}")
+    write_document({"machine": machine_info(), "results": results_as_dicts(results)}, json_file)
 
 
 @app.command("cache")
@@ -81,9 +87,7 @@ def cache(
     out_console.print(table)
     out_console.print(f"once, outside the epochs: creating an empty store {rows[0].store_create_ms:.0f} ms, "
                       f"opening it in a process {rows[0].store_open_ms:.0f} ms")
-    if json_file:
-        write_text_atomic(json_file, json.dumps(cache_results_document(rows, cfg, repeats, source), indent=2))
-        out_console.print(f"wrote {json_file}")
+    write_document(cache_results_document(rows, cfg, repeats, source), json_file)
 
 
 @app.command("fp16-vs-fp32")
@@ -111,11 +115,7 @@ def fp16_vs_fp32(
     for run in runs:
         if run.reason:
             out_console.print(f"{run.precision}: {run.reason}", soft_wrap=True)
-    document = results_document(runs, cfg, steps, tolerance)
-    for path in (out_dir / "results.json", json_file):
-        if path is not None:
-            write_text_atomic(path, json.dumps(document, indent=2))
-    out_console.print(f"results: {out_dir / 'results.json'}" + (f" and {json_file}" if json_file else ""))
+    write_document(results_document(runs, cfg, steps, tolerance), out_dir / "results.json", json_file)
     if strict and any(run.verdict == "FAIL" for run in runs):
         raise typer.Exit(1)
 
@@ -168,11 +168,7 @@ def profile(
         total = sum(bench.breakdown_ms.values())
         out_console.print("profiled step: " + ", ".join(f"{k} {v:.1f} ms ({v / total:.0%})"
                                                         for k, v in bench.breakdown_ms.items()))
-    document = profile_results_document(bench, cfg)
-    write_text_atomic(out_dir / "profile.json", json.dumps(document, indent=2))
-    if json_file:
-        write_text_atomic(json_file, json.dumps(document, indent=2))
-        out_console.print(f"wrote {json_file}")
+    write_document(profile_results_document(bench, cfg), out_dir / "profile.json", json_file)
 
 
 @app.command("data")
@@ -192,12 +188,11 @@ def data(
 
     Shows whether data or compute is the bottleneck on this machine, for this config.
     """
-    from ocrkit.core.bench.data import SOURCES, data_bench_job, parse_list
+    from ocrkit.core.bench.data import data_bench_job, parse_sources, parse_workers
     from ocrkit.core.bench.data import results_document as data_results_document
 
     cfg = resolve_config(config, set_)
-    chosen = parse_list(sources, SOURCES, "--sources")
-    counts = [int(w) for w in parse_list(workers, tuple(str(i) for i in range(65)), "--workers")]
+    chosen, counts = parse_sources(sources), parse_workers(workers)
     bench, out_dir = data_bench_job(cfg, chosen, counts, epoch_images, repeats, model_steps, name, quiet)
     h, w = bench.train_size
     maps = "maps from the store" if bench.maps_from_store else "maps made per sample (random augmentation)"
@@ -217,8 +212,4 @@ def data(
                           f"{r.data_wait_share:.0%}")
         out_console.print(model)
         out_console.print(bench.verdict(), soft_wrap=True)
-    document = data_results_document(bench)
-    write_text_atomic(out_dir / "data.json", json.dumps(document, indent=2))
-    if json_file:
-        write_text_atomic(json_file, json.dumps(document, indent=2))
-        out_console.print(f"wrote {json_file}")
+    write_document(data_results_document(bench), out_dir / "data.json", json_file)

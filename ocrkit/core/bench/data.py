@@ -2,7 +2,7 @@
 
 Two measurements on the same config, samples and machine:
 
-1. The loader alone: decode → augment → DB maps → normalise → collate, through the real training
+1. The loader alone: decode → augment → DB maps → uint8 collate, through the real training
    ``DataLoader`` (one loader per epoch, as training builds it), for each source of decoded images
    (``files``: no store; ``store``: a warm store; ``preload``: the warm store plus RAM preload) and
    each worker count. Per epoch: the time to the first batch (worker start-up and first fill,
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ocrkit.core.config import OcrkitConfig
-from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers
+from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers, pin_memory_for
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
@@ -123,18 +123,18 @@ def _fill_store(dataset: TrainDataset, cfg: OcrkitConfig) -> None:
         dataset.images.store.drain()
 
 
-def measure_loader(cfg: OcrkitConfig, samples: list[Sample], sources: list[str], workers: list[int],
-                   repeats: int, store: Store, pin_memory: bool = False) -> list[LoaderRow]:
-    datasets = _datasets(cfg, samples, store, sources)
+def measure_loader(cfg: OcrkitConfig, datasets: dict[str, TrainDataset], workers: list[int], repeats: int,
+                   pin_memory: bool = False) -> list[LoaderRow]:
     if "store" in datasets or "preload" in datasets:
         _fill_store(datasets.get("store") or datasets["preload"], cfg)
-    variants = [(s, w) for s in sources for w in workers]
+    variants = [(s, w) for s in datasets for w in workers]
     runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {v: [] for v in variants}
     for repeat in range(repeats):
         shift = repeat % len(variants)
         for source, n_workers in variants[shift:] + variants[:shift]:  # take turns going first
             runs[(source, n_workers)].append(_time_epoch(datasets[source], cfg, n_workers, 1 + repeat, pin_memory))
-    per_epoch = (len(samples) // cfg.train.batch_size) * cfg.train.batch_size
+    n_samples = len(next(iter(datasets.values())))
+    per_epoch = (n_samples // cfg.train.batch_size) * cfg.train.batch_size
     return [
         LoaderRow(source, n_workers, per_epoch,
                   statistics.median(r[0] for r in runs[(source, n_workers)]) * 1e3,
@@ -168,19 +168,20 @@ def measure_model(cfg: OcrkitConfig, samples: list[Sample], workers: list[int], 
 def run_data_bench(cfg: OcrkitConfig, samples: list[Sample], device: torch.device, out_dir: Path,
                    sources: list[str], workers: list[int], epoch_images: int, repeats: int,
                    model_steps: int) -> DataBench:
-    """``epoch_images`` samples (the first of the set) make one epoch of the loader measurement."""
+    """``epoch_images`` samples (the first of the set; at least two batches, so that there is a
+    steady rate after the first) make one epoch of the loader measurement."""
     scratch = cfg.model_copy(deep=True)
     scratch.cache.enabled = True
     scratch.cache.dir = str(out_dir / "scratch-store")
     store = open_store(scratch.cache)
     assert store is not None
-    subset = samples[: max(epoch_images, cfg.train.batch_size)]
-    bench = DataBench(cfg.train.batch_size, cfg.data.train_size, str(device),
-                      maps_from_store=TrainDataset(subset, cfg.data, cfg.maps, 0, store).stored_maps is not None,
-                      default_workers=default_workers())
+    subset = samples[: max(epoch_images, 2 * cfg.train.batch_size)]
     try:
-        pin = device.type == "cuda" if cfg.data.pin_memory is None else cfg.data.pin_memory
-        bench.loader = measure_loader(scratch, subset, sources, workers, repeats, store, pin)
+        datasets = _datasets(scratch, subset, store, sources)
+        bench = DataBench(cfg.train.batch_size, cfg.data.train_size, str(device),
+                          maps_from_store=any(d.stored_maps is not None for d in datasets.values()),
+                          default_workers=default_workers())
+        bench.loader = measure_loader(scratch, datasets, workers, repeats, pin_memory_for(cfg.data, device))
         if model_steps > 0:
             bench.model = measure_model(scratch, samples, workers, model_steps, device, out_dir)
     finally:
@@ -188,13 +189,19 @@ def run_data_bench(cfg: OcrkitConfig, samples: list[Sample], device: torch.devic
     return bench
 
 
-def parse_list(text: str, allowed: tuple[str, ...] | None = None, what: str = "") -> list[str]:
+def parse_sources(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown or not names:
+        raise OcrkitError(f"--sources: unknown {', '.join(unknown) or '(none given)'}; expected {', '.join(SOURCES)}")
+    return names
+
+
+def parse_workers(text: str) -> list[int]:
     items = [t.strip() for t in text.split(",") if t.strip()]
-    if allowed is not None:
-        unknown = [t for t in items if t not in allowed]
-        if unknown:
-            raise OcrkitError(f"{what}: unknown {', '.join(unknown)}; expected {', '.join(allowed)}")
-    return items
+    if not items or not all(t.isdigit() for t in items):
+        raise OcrkitError(f"--workers: expected comma-separated counts such as 0,1,2, got {text!r}")
+    return [int(t) for t in items]
 
 
 def results_document(bench: DataBench) -> dict:

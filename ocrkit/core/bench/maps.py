@@ -26,7 +26,7 @@ from ocrkit.core.bench.timing import median_seconds
 from ocrkit.core.config import MapsConfig
 from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.data.image import image_size
-from ocrkit.core.geometry.maps import make_db_maps
+from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, make_db_maps
 from ocrkit.core.geometry.reference_maps import reference_db_maps
 from ocrkit.core.geometry.transform import plan_resize
 
@@ -102,7 +102,7 @@ def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig
         db = db_reference_maps(polygons, ignore, h, w, cfg)
         max_diff = max(max_diff, float(np.abs(got["thresh"] - want["thresh"]).max()))
         db_max_diff = max(db_max_diff, float(np.abs(db["thresh"] - want["thresh"]).max()))
-        identical &= all(np.array_equal(got[k], want[k]) for k in ("shrink", "shrink_mask", "thresh_mask"))
+        identical &= all(np.array_equal(got[k], want[k]) for k in BINARY_MAP_KEYS)
 
     def per_image_ms(fn) -> float:
         def run_all() -> None:

@@ -21,12 +21,10 @@ from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.augment import build_augmenter
 from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.geometry.maps import compile_kernels, make_db_maps
+from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps
 from ocrkit.core.store.layers import ImageLayer, MapsLayer
 from ocrkit.core.store.store import Store
 
-MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
-BINARY_MAP_KEYS = ("shrink", "shrink_mask", "thresh_mask")  # exactly 0 or 1: travel as uint8
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -179,6 +177,11 @@ def default_workers(cpus: int | None = None) -> int:
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cpus - 1))
+
+
+def pin_memory_for(data_cfg: DataConfig, device: torch.device) -> bool:
+    """``data.pin_memory``; unset: page-locked batches only when the model is on CUDA."""
+    return device.type == "cuda" if data_cfg.pin_memory is None else data_cfg.pin_memory
 
 
 def build_train_loader(

@@ -9,11 +9,10 @@ import numpy as np
 from ocrkit.core.config import MapsConfig
 from ocrkit.core.data.formats import read_icdar_gt
 from ocrkit.core.data.image import apply_resize, load_image
-from ocrkit.core.geometry.maps import make_maps_in_network_space
+from ocrkit.core.geometry.maps import MAP_KEYS, make_maps_in_network_space
 from ocrkit.core.geometry.transform import plan_resize
 from ocrkit.core.viz import draw_ground_truth, heatmap_overlay, save_png
 
-MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
 
 
 def export_maps(

@@ -25,7 +25,13 @@ import torch
 
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.config import OcrkitConfig
-from ocrkit.core.data.dataset import TrainDataset, batch_to_device, build_train_loader, default_workers
+from ocrkit.core.data.dataset import (
+    TrainDataset,
+    batch_to_device,
+    build_train_loader,
+    default_workers,
+    pin_memory_for,
+)
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
 from ocrkit.core.engine.ema import ModelEma
@@ -254,7 +260,7 @@ class Trainer:
         loader = build_train_loader(
             self.dataset, cfg.batch_size, default_workers() if data.num_workers is None else data.num_workers,
             cfg.seed, self.state.epoch, skip_batches=self.state.batch_in_epoch, drop_last=self.drop_last,
-            pin_memory=self.device.type == "cuda" if data.pin_memory is None else data.pin_memory,
+            pin_memory=pin_memory_for(data, self.device),
             prefetch_factor=data.prefetch_factor,
         )
         steps_done = self.state.batch_in_epoch // cfg.accumulate

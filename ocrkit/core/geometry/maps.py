@@ -29,6 +29,10 @@ from ocrkit.core.geometry.border_kernel import draw_border_closeness, polygon_me
 from ocrkit.core.geometry.transform import ResizeTransform
 
 
+MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
+BINARY_MAP_KEYS = ("shrink", "shrink_mask", "thresh_mask")  # exactly 0 or 1: stored as bits, batched as uint8
+
+
 @dataclass
 class DBMaps:
     """The four training targets of one image, float32 (H, W)."""

@@ -37,12 +37,11 @@ from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.image import eval_content, load_image
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.errors import InputError
-from ocrkit.core.geometry.maps import make_db_maps
+from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, make_db_maps
 from ocrkit.core.geometry.transform import ResizeTransform
 from ocrkit.core.store.store import Arrays, Store, StoreUnavailable, digest
 
-MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
-MAP_BITS = ("shrink", "shrink_mask", "thresh_mask")
+MAP_BITS = BINARY_MAP_KEYS
 DECODER = "pil-exif-rgb-uint8"
 
 
