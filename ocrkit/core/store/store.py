@@ -39,6 +39,7 @@ import xxhash
 from ocrkit.core.config import CacheConfig
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.store.codec import CorruptEntry, decode, encode_chunks
+from ocrkit.core.store.kinds import EVENTS, KIND_VERSIONS, KINDS  # noqa: F401 - re-exported
 
 try:
     import fcntl
@@ -46,10 +47,6 @@ except ImportError:  # pragma: no cover - Windows: creation is guarded by the re
     fcntl = None
 
 FORMAT_VERSION = 1  # the byte format (codec.py) and key scheme
-# Bump a kind's version whenever the code that produces its values changes what they hold.
-KIND_VERSIONS = {"image": 1, "maps": 1, "tensor": 2}  # tensor 2: uint8 resized content (was float32)
-KINDS = tuple(KIND_VERSIONS)
-EVENTS = ("hits", "misses", "stale", "corrupt", "fallbacks", "failed_writes")
 
 Arrays = dict[str, np.ndarray]
 Check = Callable[[Arrays, dict[str, Any]], "str | None"]
