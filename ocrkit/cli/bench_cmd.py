@@ -10,9 +10,6 @@ import typer
 from rich.table import Table
 
 from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
-from ocrkit.core.bench.cache import cache_bench_job
-from ocrkit.core.bench.cache import results_document as cache_results_document
-from ocrkit.core.bench.maps import results_as_dicts, run_maps_bench
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.bench.timing import machine_info
 
@@ -45,6 +42,8 @@ def maps(
     many-vertex = curved 16-32-point polygons; growth with polygon count (10/100/1000) and image
     size (320/640/1280). Target: production at least 15x DB's algorithm on the dense case.
     """
+    from ocrkit.core.bench.maps import results_as_dicts, run_maps_bench  # torch, numba: only here
+
     cfg = resolve_config(config, set_)
     results = run_maps_bench(sample_dir, size, images, repeats, cfg.maps, growth)
     table = Table(title=f"DB label maps at {size[0]}×{size[1]}, ms per image (median of {repeats})")
@@ -75,6 +74,9 @@ def cache(
 
     Targets: warm at least 6x faster than cold on the data path; cold at most 5% slower than no store.
     """
+    from ocrkit.core.bench.cache import cache_bench_job  # torch, numba, diskcache: only here
+    from ocrkit.core.bench.cache import results_document as cache_results_document
+
     rows, cfg, source = cache_bench_job(config, set_, data, repeats, full, checkpoint, quiet)
     table = Table(title=f"store on the validation path: {rows[0].images} images of {source} at eval size "
                         f"{list(cfg.data.eval_size)}, seconds per epoch (median of {repeats})")

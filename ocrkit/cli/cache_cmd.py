@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,8 +12,10 @@ from rich.table import Table
 from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.errors import OcrkitError
-from ocrkit.core.store import jobs
-from ocrkit.core.store.store import EVENTS, KINDS, Store, open_store
+from ocrkit.core.store.kinds import EVENTS, KINDS
+
+if TYPE_CHECKING:
+    from ocrkit.core.store.store import Store
 
 app = typer.Typer(help="The store of decoded images, DB maps and eval tensors.", no_args_is_help=True)
 
@@ -21,6 +23,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object in
 
 
 def _store(config, set_) -> tuple[Store, object]:
+    from ocrkit.core.store.store import open_store  # diskcache: only when a command opens the store
+
     cfg = resolve_config(config, set_)
     store = open_store(cfg.cache)
     if store is None:
@@ -35,6 +39,8 @@ def _mb(n: int) -> str:
 @app.command("status")
 def status_command(config: ConfigOption = None, set_: SetOption = None, json_out: JsonFlag = False) -> None:
     """Location, size, entries per kind and version, and the version this config maps to."""
+    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+
     store, cfg = _store(config, set_)
     info = jobs.status(store, cfg)
     if json_out:
@@ -56,6 +62,8 @@ def status_command(config: ConfigOption = None, set_: SetOption = None, json_out
 @app.command("health")
 def health_command(config: ConfigOption = None, set_: SetOption = None, json_out: JsonFlag = False) -> None:
     """Hit rates, stale share, failed writes, size vs limit; exit 0 HEALTHY, 1 WARN, 2 FAIL."""
+    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+
     store, cfg = _store(config, set_)
     report = jobs.health(store, cfg)
     if json_out:
@@ -88,6 +96,8 @@ def validate_command(
 ) -> None:
     """Recompute entries and compare: checksum and shapes, version, source digest, exact values.
     Exit 1 when bad entries remain (not fixed)."""
+    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+
     if sample is not None and full:
         raise OcrkitError("give --sample N or --full, not both")
     store, _ = _store(config, set_)
@@ -114,6 +124,8 @@ def clear_command(
     set_: SetOption = None,
 ) -> None:
     """Delete entries."""
+    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+
     store, _ = _store(config, set_)
     removed = jobs.clear(store, all_, stale, kind)
     out_console.print(f"removed {removed} entries from {store.root}")
@@ -126,6 +138,8 @@ def export_command(
     set_: SetOption = None,
 ) -> None:
     """Status, statistics and the health verdict as one JSON file."""
+    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+
     store, cfg = _store(config, set_)
     write_text_atomic(output, json.dumps(jobs.export(store, cfg), indent=2) + "\n")
     out_console.print(f"wrote {output}")

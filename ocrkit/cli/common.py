@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from ocrkit.core.config import OcrkitConfig, load_config
 from ocrkit.core.errors import OcrkitError
+
+if TYPE_CHECKING:
+    from ocrkit.core.config import OcrkitConfig
 
 err_console = Console(stderr=True, highlight=False)
 # Piped or captured output is not squeezed into 80 columns: benchmark tables stay readable.
@@ -61,4 +63,6 @@ def flag_values(**flags: Any) -> dict[str, Any]:
 
 def resolve_config(config: Path | None, sets: list[str] | None, **flags: Any) -> OcrkitConfig:
     """The config every command runs with; ``flags`` are dotted keys from dedicated options."""
+    from ocrkit.core.config import load_config  # pydantic: not for --version and --help
+
     return load_config(config, sets, flag_values(**flags))

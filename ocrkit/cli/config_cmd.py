@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
-from ocrkit.core.config import config_to_toml
 
 app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 
@@ -13,4 +12,6 @@ app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=Tr
 @app.command("show")
 def show(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the resolved config (defaults < TOML < OCRKIT_* env < --set) as TOML."""
+    from ocrkit.core.config import config_to_toml
+
     out_console.print(config_to_toml(resolve_config(config, set_)), markup=False, end="")

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from ocrkit.cli.common import out_console
-from ocrkit.core.data.synth import generate_synthetic
 
 app = typer.Typer(help="Datasets: synthetic text rendering.", no_args_is_help=True)
 
@@ -24,6 +23,8 @@ def synth(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Render random words on varied backgrounds with exact polygon ground truth."""
+    from ocrkit.core.data.synth import generate_synthetic  # Pillow, shapely: only here
+
     summary = generate_synthetic(out, train, val, size=size, seed=seed, fonts=font, progress=not quiet)
     for split in (summary.train, summary.val):
         out_console.print(

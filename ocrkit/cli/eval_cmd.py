@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ocrkit.cli.common import ConfigOption, SetOption, WeightsOption, SkipBadOption, err_console, flag_values, out_console
 from ocrkit.core.errors import OcrkitError
-from ocrkit.core.geometry.metric import DetectionMetrics, evaluate_dirs
+
+if TYPE_CHECKING:
+    from ocrkit.core.geometry.metric import DetectionMetrics
 
 
 def print_metrics(metrics: DetectionMetrics, as_json: bool, title: str) -> None:
@@ -52,6 +54,8 @@ def eval_command(
     if checkpoint is None:
         if gt_dir is None or pred_dir is None:
             raise OcrkitError("give --checkpoint (and --data), or --gt-dir and --pred-dir to score files")
+        from ocrkit.core.geometry.metric import evaluate_dirs  # shapely, no model: neither torch nor numba
+
         print_metrics(evaluate_dirs(gt_dir, pred_dir), json_out, title=f"{pred_dir} vs {gt_dir}")
         return
     from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference  # torch: only here

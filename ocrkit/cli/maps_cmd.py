@@ -9,10 +9,6 @@ import typer
 
 from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_console, resolve_config
 from ocrkit.cli.eval_cmd import print_metrics
-from ocrkit.core.data.formats import load_dataset
-from ocrkit.core.engine.inspect_maps import export_maps
-from ocrkit.core.engine.label_check import perfect_model_metrics
-from ocrkit.core.store.jobs import precompute_job
 
 app = typer.Typer(help="DB label maps: look at them, check what they can represent, precompute them.",
                   no_args_is_help=True)
@@ -28,6 +24,8 @@ def show(
     set_: SetOption = None,
 ) -> None:
     """Write the four DB maps as .npz and PNG overlays."""
+    from ocrkit.core.engine.inspect_maps import export_maps  # torch, numba: only here
+
     cfg = resolve_config(config, set_)
     for path in export_maps(image, gt, size, cfg.maps, out):
         out_console.print(str(path))
@@ -46,6 +44,9 @@ def check(
     Anything below 1.0 is lost before training starts (text too small at eval_size, boxes the
     unclip does not restore).
     """
+    from ocrkit.core.data.formats import load_dataset
+    from ocrkit.core.engine.label_check import perfect_model_metrics  # torch, numba: only here
+
     cfg = resolve_config(config, set_, data__val=str(data) if data else None, data__skip_bad=skip_bad)
     if cfg.data.val is None:
         raise typer.BadParameter("give --data or set data.val")
@@ -67,6 +68,8 @@ def precompute(
     Present entries are skipped, so an interrupted run is completed by running it again. Training
     reads these maps when augmentation is off (data.augment.enabled = false, --overfit-batches).
     """
+    from ocrkit.core.store.jobs import precompute_job  # torch, numba, diskcache: only here
+
     cfg = resolve_config(config, set_, data__train=str(data) if data else None, data__skip_bad=skip_bad)
     if cfg.data.train is None:
         raise typer.BadParameter("give --data or set data.train")
