@@ -29,7 +29,7 @@ def synth(tmp_path_factory) -> Path:
 def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp_path):
     out = tmp_path / "bench.json"
     result = runner.invoke(app, [
-        "bench", "fp16-vs-fp32", "--precisions", "bf16,16,32", "--steps", "3", "--quiet", "--json", str(out),
+        "bench", "fp16-vs-fp32", "--precisions", "bf16,16,32", "--steps", "3", "--quiet", "--force", "--json", str(out),
         "--data", str(synth / "train"), "--val-data", str(synth / "val"), "--device", "cpu",
         "--set", f"log.dir={tmp_path}", *TINY,
     ])

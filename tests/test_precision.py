@@ -101,10 +101,12 @@ def test_a_scaler_is_only_for_fp16():
     assert PrecisionPolicy("bf16-mixed", CPU).scaler is None
 
 
-def test_fp16_on_cpu_warns_and_suggests_bf16():
-    with pytest.warns(UserWarning, match="bf16-mixed") as caught:
+def test_fp16_on_cpu_builds_a_scaler_without_a_hard_coded_claim():
+    # Whether fp16 is slow here is the probe's to measure (tests/test_probe.py), not a message's to assume.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         policy = PrecisionPolicy("16-mixed", CPU)
-    assert policy.scaler is not None and "90x slower" in str(caught[0].message)
+    assert policy.scaler is not None
 
 
 # ---------------------------------------------------------------- numerics

@@ -103,21 +103,32 @@ def fp16_vs_fp32(
     name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "fp16-vs-fp32",
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any precision FAILs.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also train modes the probe measured more than 5x slower than 32-true.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No training progress output.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Train the same run at each precision (same weights, data order, seed, steps); compare speed and val H."""
-    from ocrkit.core.bench.precision import parse_precisions, precision_bench_job, results_document
+    """Train the same run at each precision (same weights, data order, seed, steps); compare speed and val H.
+
+    First the precision probe times one training step per mode on this device; a mode measured more
+    than 5x slower than 32-true is skipped (with the reason) unless --force.
+    """
+    from ocrkit.cli.tables import probe_table
+    from ocrkit.core.bench.precision import bench_probe, parse_precisions, precision_bench_job, results_document, too_slow
 
     names = parse_precisions(precisions)
     cfg = resolve_config(config, set_, data__train=data, data__val=val_data, train__device=device)
-    runs, out_dir = precision_bench_job(cfg, names, steps, tolerance, name, quiet)
+    probe = bench_probe(cfg, names)
+    out_console.print(probe_table(probe))
+    skip = {} if force else too_slow(probe, names)
+    for mode, reason in skip.items():
+        out_console.print(f"skipping {mode}: {reason}", soft_wrap=True)
+    runs, out_dir = precision_bench_job(cfg, names, steps, tolerance, name, quiet, skip)
     out_console.print(precision_table(runs, tolerance))
     for run in runs:
         if run.reason:
             out_console.print(f"{run.precision}: {run.reason}", soft_wrap=True)
-    write_document(results_document(runs, cfg, steps, tolerance), out_dir / "results.json", json_file)
+    write_document(results_document(runs, cfg, steps, tolerance, probe), out_dir / "results.json", json_file)
     if strict and any(run.verdict == "FAIL" for run in runs):
         raise typer.Exit(1)
 

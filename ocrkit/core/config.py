@@ -158,7 +158,9 @@ class TrainConfig(Section):
     weight_decay: float = Field(1e-4, ge=0)
     warmup_steps: int = Field(0, ge=0)
     poly_power: float = Field(0.9, ge=0)
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "auto"] = Field(
+        "32-true", description="auto: the fastest mode that is safe on the run's device, chosen by a measured probe "
+        "(engine/probe.py); a run's config.toml records the mode it resolved to")
     scaler: ScalerConfig = ScalerConfig()
     ema: EmaConfig = EmaConfig()
     device: Literal["cpu", "cuda", "auto"] = "auto"
@@ -175,6 +177,11 @@ class TrainConfig(Section):
     overlays: int = Field(4, ge=0, description="validation images drawn as overlay PNGs")
     log_every: int = Field(10, ge=1, description="steps between console log lines")
     checkpoint_every: int = Field(1, ge=1, description="write last.pt every N epochs (and at the end)")
+    time_limit: float | None = Field(
+        None, gt=0, description="minutes for the whole training loop: after time_plan_steps steps the measured step "
+        "and validation times set the number of steps (replacing epochs and max_steps) and the LR schedule, warm-up "
+        "included, is rescaled to end there; a resumed run keeps that plan")
+    time_plan_steps: int = Field(10, ge=2, description="steps timed before a time_limit plan is made")
     stop_at_step: int | None = Field(
         None, ge=1, description="pause at this global step with a checkpoint (resume continues it)"
     )
@@ -191,6 +198,8 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _scaler_matches_precision(self) -> TrainConfig:
+        if self.scaler.enabled and self.precision == "auto":
+            raise ValueError("scaler.enabled: set precision = \"16-mixed\" to force a GradScaler (auto decides itself)")
         if self.scaler.enabled and self.precision != "16-mixed":
             raise ValueError(
                 f"scaler.enabled: a GradScaler is only for 16-mixed, not {self.precision} "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.health import HealthStop
 from ocrkit.core.engine.inference import resolve_device
+from ocrkit.core.engine.probe import SKIP_RATIO, ProbeResult, probe_cache_dir, probe_precisions
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.engine.train_job import plan_data
 from ocrkit.core.engine.trainer import Trainer
@@ -50,7 +50,7 @@ class PrecisionRun:
     delta_hmean: float | None
     skipped_steps: int
     min_scale: float | None
-    verdict: str  # REF | PASS | FAIL | INCONCLUSIVE (the reference learned too little to compare)
+    verdict: str  # REF | PASS | FAIL | INCONCLUSIVE (the reference learned too little) | SKIPPED (too slow here)
     reason: str
     run_dir: str
 
@@ -82,12 +82,44 @@ def run_precision_bench(
     out_dir: Path,
     tolerance: float,
     progress_factory=None,
+    skip: dict[str, str] | None = None,
 ) -> list[PrecisionRun]:
+    """``skip``: modes not to train, with the reason (see ``too_slow``)."""
     if not val:
         raise OcrkitError("the benchmark needs a validation set: give --val-data (or data.val)")
-    runs = [_train_one(cfg, p, steps, train, val, device, out_dir / p, progress_factory) for p in precisions]
+    skip = skip or {}
+    runs = [_skipped(p, skip[p]) if p in skip else
+            _train_one(cfg, p, steps, train, val, device, out_dir / p, progress_factory) for p in precisions]
     _judge(runs, tolerance)
     return runs
+
+
+def bench_probe(cfg: OcrkitConfig, precisions: list[str]) -> ProbeResult:
+    """The precision probe for the benchmarked modes on the benchmark's device (cached)."""
+    device = resolve_device(cfg.train.device)
+    return probe_precisions(cfg.model, cfg.train.batch_size, cfg.data.train_size, device, precisions,
+                            probe_cache_dir(cfg.cache), cfg.train.channels_last)
+
+
+def too_slow(probe: ProbeResult, precisions: list[str], ratio: float = SKIP_RATIO) -> dict[str, str]:
+    """Modes the probe measured more than ``ratio`` x slower than 32-true (or could not run):
+    training them for the benchmark's schedule would take hours for a known answer."""
+    out = {}
+    for mode in precisions:
+        if mode == REFERENCE:
+            continue
+        timing, slowdown = probe.timings.get(mode), probe.slowdown(mode)
+        if timing is not None and not timing.ok:
+            out[mode] = f"the probe could not run {mode} here ({timing.error}); --force trains it anyway"
+        elif slowdown is not None and slowdown > ratio:
+            out[mode] = (f"the probe measured {mode} {slowdown:.1f}x slower than 32-true here (> {ratio:g}x); "
+                         "--force trains it anyway")
+    return out
+
+
+def _skipped(precision: str, reason: str) -> PrecisionRun:
+    return PrecisionRun(precision, 0, None, None, None, None, None, "", None, None, None, None, None, 0, None,
+                        "SKIPPED", reason, "")
 
 
 def _variant_config(cfg: OcrkitConfig, precision: str, steps: int | None) -> OcrkitConfig:
@@ -105,9 +137,7 @@ def _train_one(cfg, precision, steps, train, val, device, run_dir: Path, progres
     variant = _variant_config(cfg, precision, steps)
     run_dir.mkdir(parents=True, exist_ok=True)
     progress = progress_factory(precision) if progress_factory else None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="16-mixed on CPU")  # the CLI warned once already
-        trainer = Trainer(variant, run_dir, train, val, device, progress=progress)
+    trainer = Trainer(variant, run_dir, train, val, device, progress=progress)
     reason = ""
     memory = PeakMemory(device)
     with memory:
@@ -164,7 +194,7 @@ def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
             run.step_speedup = run.step_images_per_s / reference.step_images_per_s
         if reference.hmean is not None and run.hmean is not None:
             run.delta_hmean = run.hmean - reference.hmean
-        if run is reference:
+        if run is reference or run.verdict == "SKIPPED":
             continue
         if run.reason:
             run.verdict = "FAIL"
@@ -181,7 +211,8 @@ def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
 
 
 def precision_bench_job(
-    cfg: OcrkitConfig, precisions: list[str], steps: int | None, tolerance: float, name: str, quiet: bool
+    cfg: OcrkitConfig, precisions: list[str], steps: int | None, tolerance: float, name: str, quiet: bool,
+    skip: dict[str, str] | None = None,
 ) -> tuple[list[PrecisionRun], Path]:
     """Resolve data (the built-in synthetic set by default), device and output directory; run."""
     device = resolve_device(cfg.train.device)
@@ -194,12 +225,14 @@ def precision_bench_job(
         return progress
 
     runs = run_precision_bench(plan.cfg, precisions, steps, plan.train, plan.val, device, out_dir, tolerance,
-                               progress_factory)
+                               progress_factory, skip)
     return runs, out_dir
 
 
-def results_document(runs: list[PrecisionRun], cfg: OcrkitConfig, steps: int | None, tolerance: float) -> dict:
+def results_document(runs: list[PrecisionRun], cfg: OcrkitConfig, steps: int | None, tolerance: float,
+                     probe: ProbeResult | None = None) -> dict:
     return {
+        "probe": probe.to_dict() if probe is not None else None,
         "benchmark": "fp16-vs-fp32",
         "machine": machine_info(),
         "steps": steps,

@@ -12,7 +12,6 @@ Losses are computed in float32 by the loss module whatever autocast does.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,12 +34,7 @@ class PrecisionPolicy:
         self.precision = precision
         self.device = device
         self.dtype = AUTOCAST_DTYPES.get(precision)
-        if precision == "16-mixed" and device.type == "cpu":
-            warnings.warn(
-                "16-mixed on CPU: fp16 convolution backward is ~90x slower than fp32 here; "
-                "use bf16-mixed on CPU",
-                stacklevel=2,
-            )
+        # Whether a mode is fast here is measured, not assumed: engine/probe.py.
         # Only fp16 needs loss scaling; bf16 has fp32's exponent range (the config rejects a
         # scaler for any other precision).
         scaler = scaler or ScalerConfig()

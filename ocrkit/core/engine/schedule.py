@@ -22,8 +22,29 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, power: float) -> f
     return (1.0 - progress) ** power
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+class PolySchedule:
+    """``lr_factor`` as a callable object, so that a time-budget plan can move its end (and
+    warm-up) mid-run and LambdaLR's state_dict saves the plan with the scheduler."""
+
+    def __init__(self, total_steps: int, warmup_steps: int, power: float):
+        self.total_steps, self.warmup_steps, self.power = total_steps, warmup_steps, power
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, self.total_steps, self.warmup_steps, self.power)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
+                    warmup_steps: int | None = None) -> torch.optim.lr_scheduler.LambdaLR:
     """Stepped once per REAL optimizer step (a skipped fp16 step does not advance it)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, cfg.warmup_steps, cfg.poly_power)
-    )
+    warmup = cfg.warmup_steps if warmup_steps is None else warmup_steps
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, PolySchedule(total_steps, warmup, cfg.poly_power))
+
+
+def reschedule(scheduler: torch.optim.lr_scheduler.LambdaLR, total_steps: int, warmup_steps: int) -> None:
+    """Make the schedule end at ``total_steps`` from now on; the current LR follows at once."""
+    for schedule in scheduler.lr_lambdas:
+        schedule.total_steps, schedule.warmup_steps = total_steps, warmup_steps
+    step = scheduler.last_epoch
+    for group, base, schedule in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * schedule(step)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.config import CacheConfig, OcrkitConfig, save_config
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.engine.checkpoint import load_checkpoint
 from ocrkit.core.engine.inference import resolve_device
+from ocrkit.core.engine.probe import decision_document, resolve_precision
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.engine.trainer import Trainer, TrainResult
 from ocrkit.core.errors import InputError, OcrkitError
@@ -100,7 +104,23 @@ def run_training(
         run_dir = create_run_dir(cfg.log.dir, "train", name)
         if init_from:
             init_state = (load_checkpoint(init_from), Path(init_from))
-    save_config(plan.cfg, run_dir / "config.toml")
     progress = TrainProgress(enabled=not quiet, log_every=cfg.train.log_every)
+    choose_precision(plan.cfg, device, run_dir, progress)
+    save_config(plan.cfg, run_dir / "config.toml")  # with the precision the run really uses
     trainer = Trainer(plan.cfg, run_dir, plan.train, plan.val, device, resume_state, init_state, progress)
     return trainer.fit()
+
+
+def choose_precision(cfg: OcrkitConfig, device, run_dir: Path, progress: TrainProgress) -> None:
+    """Probe a mixed or auto precision on ``device``; set the mode the run trains in, say why, warn
+    when the requested mode measured slower than the fastest one, and keep the figures with the run."""
+    requested = cfg.train.precision
+    chosen = resolve_precision(cfg, device)
+    if chosen is None:
+        return
+    decision, probe = chosen
+    cfg.train.precision = decision.mode
+    progress.message(f"precision: {decision.reason}" + (" (cached probe)" if probe.cached else ""))
+    if decision.warning:
+        warnings.warn(decision.warning, stacklevel=2)
+    write_text_atomic(run_dir / "precision.json", json.dumps(decision_document(requested, decision, probe), indent=2))

@@ -33,6 +33,7 @@ from ocrkit.core.data.dataset import (
     pin_memory_for,
 )
 from ocrkit.core.data.sample import Sample
+from ocrkit.core.engine.budget import BudgetCosts, plan_total_steps, scaled_warmup
 from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthMonitor, HealthStop, HealthSummary, StepHealth, UpdateProbe, probe_overflow_path
@@ -40,7 +41,7 @@ from ocrkit.core.engine.inference import evaluate_model
 from ocrkit.core.engine.logger import RunLogger
 from ocrkit.core.engine.precision import PrecisionPolicy
 from ocrkit.core.engine.profiling import StageTimer, summary_line, summary_scalars, trace_window
-from ocrkit.core.engine.schedule import build_optimizer, build_scheduler
+from ocrkit.core.engine.schedule import build_optimizer, build_scheduler, reschedule
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBLoss, build_model
@@ -61,6 +62,9 @@ class TrainState:
     best_hmean: float = -1.0
     best_step: int = -1
     skipped_steps: int = 0
+    elapsed_s: float = 0.0  # training-loop wall time, resumes included (train.time_limit)
+    planned_steps: int | None = None  # the time budget's plan, once made: the schedule ends here
+    planned_warmup: int | None = None
 
 
 @dataclass
@@ -71,6 +75,7 @@ class TrainResult:
     last_metrics: DetectionMetrics | None = None
     last_ema_metrics: DetectionMetrics | None = None
     health: HealthSummary | None = None
+    budget: BudgetCosts | None = None  # what the time budget's plan was made from
     images_per_s: list[float] = field(default_factory=list)  # one per optimizer step, data wait included
     step_images_per_s: list[float] = field(default_factory=list)  # the step alone: what the model could do
     losses: list[float] = field(default_factory=list)  # total loss per optimizer step
@@ -114,8 +119,8 @@ class Trainer:
         self._warn_if_store_too_small(train_samples)
         self.drop_last = len(train_samples) >= cfg.train.batch_size
         self.steps_per_epoch = steps_per_epoch(len(train_samples), cfg.train.batch_size, cfg.train.accumulate)
-        self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
-        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.nominal_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
+        self._set_total_steps(self.nominal_steps)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_steps)
         self.health = HealthMonitor(cfg.health, uses_scaler=self.policy.scaler is not None)
@@ -130,6 +135,15 @@ class Trainer:
         self._warned_this_epoch: set[str] = set()
         self.timer = StageTimer(device, enabled=cfg.train.profile)
         self._trace = None  # the torch.profiler of the trace window, while it is open
+        self._clock_start = time.perf_counter()
+        self._elapsed_before = self.state.elapsed_s
+        self._step_seconds: list[float] = []  # this process's optimizer steps, data wait included
+        self._validation_s = 0.0  # the last validation pass (or the plan's estimate)
+        self._checkpoint_s = 0.0
+
+    def _set_total_steps(self, total: int) -> None:
+        self.total_steps = total
+        self.epochs = math.ceil(total / self.steps_per_epoch)
 
     # ------------------------------------------------------------------ store
     def _preload(self, samples: list[Sample]) -> dict | None:
@@ -183,17 +197,84 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.policy.load_state_dict(state.get("scaler", {}))
         self.state = self.result.state = TrainState(**state["train_state"])
+        if self.state.planned_steps is not None:  # the budget's plan (the scheduler state holds it too)
+            self._set_total_steps(self.state.planned_steps)
         torch.set_rng_state(state["torch_rng"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
 
     def save(self, name: str) -> Path:
-        return save_checkpoint(self.run_dir / name, self.checkpoint_state())
+        start = time.perf_counter()
+        self.state.elapsed_s = self.elapsed_s()
+        path = save_checkpoint(self.run_dir / name, self.checkpoint_state())
+        self._checkpoint_s = time.perf_counter() - start
+        return path
+
+    def elapsed_s(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._clock_start
+
+    # ------------------------------------------------------------------ time budget
+    def _follow_budget(self) -> None:
+        """After each step: make the plan once enough steps are timed; then stop early if the
+        steps run slower than planned and one more would overrun the budget."""
+        if self.cfg.train.time_limit is None:
+            return
+        if self.state.planned_steps is None:
+            if len(self._step_seconds) >= self.cfg.train.time_plan_steps:
+                self._plan_budget()
+            return
+        step_s = self._step_seconds[-1] if self._step_seconds else 0.0
+        left = self.cfg.train.time_limit * 60 - self.elapsed_s()
+        if not self._finished() and step_s + self._validation_s + self._checkpoint_s > left:
+            self.progress.message(f"time budget: stopping at step {self.state.step} of the planned "
+                                  f"{self.total_steps}: the steps ran slower than planned")
+            self._set_total_steps(self.state.step)
+
+    def _plan_budget(self) -> None:
+        train = self.cfg.train
+        timed = self._step_seconds[1:] or self._step_seconds  # the first step includes the loader start
+        self._validation_s = self._measure_validation_s()
+        self.save("last.pt")  # measures what a checkpoint costs
+        costs = BudgetCosts(
+            budget_s=train.time_limit * 60, elapsed_s=self.elapsed_s(), steps_done=self.state.step,
+            step_s=sum(timed) / len(timed), validation_s=self._validation_s, checkpoint_s=self._checkpoint_s,
+            steps_per_epoch=self.steps_per_epoch, epochs_done=self.state.epoch, val_every=train.val_every,
+            checkpoint_every=train.checkpoint_every, has_validation=bool(self.val_samples),
+        )
+        total = plan_total_steps(costs)
+        warmup = scaled_warmup(train.warmup_steps, total, self.nominal_steps)
+        self.state.planned_steps, self.state.planned_warmup = total, warmup
+        reschedule(self.scheduler, total, warmup)
+        self._set_total_steps(total)
+        self.result.budget = costs
+        self.save("last.pt")  # with the plan, so that a resume from here keeps it
+        self.progress.message(
+            f"time budget {train.time_limit:g} min: {costs.step_s:.2f} s/step, validation {costs.validation_s:.1f} s, "
+            f"checkpoint {costs.checkpoint_s:.2f} s -> {total} steps ({total / self.steps_per_epoch:.1f} epochs; "
+            f"warm-up {warmup}); the LR schedule now ends at step {total} (configured: {self.nominal_steps})"
+        )
+
+    def _measure_validation_s(self) -> float:
+        """One validation pass, estimated from one timed batch after a warm-up batch (the EMA
+        model, when on, is validated too)."""
+        if not self.val_samples:
+            return 0.0
+        n = self.cfg.train.eval_batch_size
+        warm, timed = self.val_samples[:n], self.val_samples[n: 2 * n] or self.val_samples[:n]
+        evaluate = lambda samples: evaluate_model(  # noqa: E731
+            self.model, samples, self.cfg.data, self.cfg.postprocess, self.device, batch_size=n, store=self.store)
+        evaluate(warm)
+        start = time.perf_counter()
+        evaluate(timed)
+        per_image = (time.perf_counter() - start) / len(timed)
+        self.model.train()
+        return per_image * len(self.val_samples) * (2 if self.ema is not None else 1)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
         result = self.result
         train = self.cfg.train
+        self._clock_start = time.perf_counter()
         try:
             self._probe_overflow_path()
             with trace_window(self.run_dir / "profile", train.profile_trace_start, train.profile_trace_steps,
@@ -280,6 +361,7 @@ class Trainer:
             images = sum(b["image"].shape[0] for b in group)
             images_per_s = images / max(now - tick, 1e-9)
             self.result.step_images_per_s.append(images / max(now - step_start, 1e-9))
+            self._step_seconds.append(now - tick)
             tick = now
             self.state.batch_in_epoch += len(group)
             steps_done += 1
@@ -295,6 +377,7 @@ class Trainer:
             self.timer.step_done()
             if self._trace is not None:
                 self._trace.step()
+            self._follow_budget()
             if self._pause_due() or self._finished() or steps_done >= self.steps_per_epoch:
                 break
         return losses
@@ -422,6 +505,7 @@ class Trainer:
 
     def validate(self) -> tuple[DetectionMetrics, DetectionMetrics | None]:
         """Raw model (selects best.pt) and, with EMA on, the EMA weights beside it."""
+        start = time.perf_counter()
         metrics = self._evaluate(self.model, "val")
         ema_metrics = self._evaluate(self.ema.module, "val_ema") if self.ema is not None else None
         if metrics.hmean > self.state.best_hmean:
@@ -433,6 +517,7 @@ class Trainer:
             f"H {metrics.hmean:.4f}  (best {self.state.best_hmean:.4f} at step {self.state.best_step}){ema_text}"
         )
         self.model.train()
+        self._validation_s = time.perf_counter() - start
         return metrics, ema_metrics
 
     def _evaluate(self, model: torch.nn.Module, tag: str) -> DetectionMetrics:

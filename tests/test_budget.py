@@ -1,0 +1,128 @@
+"""Training time budget: planning (budget -> steps -> schedule end) and runs it stops and resumes."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ocrkit.cli.app import app
+from ocrkit.core.config import TrainConfig
+from ocrkit.core.data.synth import generate_synthetic
+from ocrkit.core.engine.budget import BudgetCosts, epoch_events, plan_total_steps, scaled_warmup, time_needed
+from ocrkit.core.engine.schedule import build_scheduler, lr_factor, reschedule
+
+
+def costs(**changes) -> BudgetCosts:
+    base = dict(budget_s=100.0, elapsed_s=10.0, steps_done=10, step_s=1.0, validation_s=0.0, checkpoint_s=0.0,
+                steps_per_epoch=10, epochs_done=1, val_every=1, checkpoint_every=1)
+    return BudgetCosts(**{**base, **changes})
+
+
+def test_epoch_events_count_every_nth_epoch_and_the_last():
+    assert epoch_events(1, 4, 1) == 3  # epochs 2, 3, 4
+    assert epoch_events(0, 7, 3) == 3  # epochs 3, 6 and the last (7)
+    assert epoch_events(0, 6, 3) == 2  # 3 and 6, which is the last
+    assert epoch_events(2, 2, 5) == 1  # the run ends in the current epoch: its end still counts
+
+
+def test_the_plan_is_the_largest_step_count_that_fits():
+    assert plan_total_steps(costs()) == 100  # 90 s left, 1 s a step, nothing else
+    # validation 5 s at every epoch end (10 steps): n steps cost n - 10 + 5 * ceil(n/10 - 1) <= 90
+    plan = plan_total_steps(costs(validation_s=5.0))
+    assert plan == 70 and time_needed(costs(validation_s=5.0), 70) <= 90 < time_needed(costs(validation_s=5.0), 71)
+    # validation only every 3 epochs (and at the end) costs less, so more steps fit
+    assert plan_total_steps(costs(validation_s=5.0, val_every=3)) > plan
+    # no validation set: its cost does not count
+    assert plan_total_steps(costs(validation_s=50.0, has_validation=False)) == 100
+
+
+def test_an_exhausted_budget_still_plans_one_more_step():
+    assert plan_total_steps(costs(elapsed_s=200.0)) == 11
+
+
+def test_warm_up_keeps_its_share_of_the_schedule():
+    assert scaled_warmup(50, 300, 900) == 17
+    assert scaled_warmup(50, 1800, 900) == 100
+    assert scaled_warmup(0, 300, 900) == 0 and scaled_warmup(5, 1, 900) == 1
+
+
+def test_rescheduling_moves_the_end_and_the_current_lr_and_is_saved_with_the_scheduler():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    cfg = TrainConfig(warmup_steps=10, poly_power=0.9)
+    scheduler = build_scheduler(optimizer, cfg, total_steps=900)
+    for _ in range(20):
+        optimizer.step()
+        scheduler.step()
+    reschedule(scheduler, total_steps=300, warmup_steps=4)
+    assert optimizer.param_groups[0]["lr"] == lr_factor(20, 300, 4, 0.9)
+    assert scheduler.get_last_lr() == [optimizer.param_groups[0]["lr"]]
+    restored = build_scheduler(torch.optim.SGD([param], lr=1.0), cfg, total_steps=900)
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.lr_lambdas[0].total_steps == 300 and restored.lr_lambdas[0].warmup_steps == 4
+
+
+def test_the_schedule_is_unchanged_without_a_plan():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.5)
+    scheduler = build_scheduler(optimizer, TrainConfig(warmup_steps=3, poly_power=0.9), total_steps=12)
+    for step in range(1, 12):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == 0.5 * lr_factor(step, 12, 3, 0.9)
+
+
+# ------------------------------------------------------------------ end to end
+
+runner = CliRunner()
+TINY = [
+    "--set", "model.base_width=4", "--set", "model.inner_channels=16", "--set", "model.head_channels=4",
+    "--set", "data.train_size=[64,64]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
+    "--set", "train.batch_size=4", "--set", "train.overlays=0", "--set", "log.tensorboard=false",
+    "--set", "train.time_plan_steps=3", "--set", "train.warmup_steps=10",
+]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
+    return root
+
+
+def train(synth, tmp_path, *extra):
+    return runner.invoke(app, [
+        "train", "--data", str(synth / "train"), "--val-data", str(synth / "val"), "--device", "cpu", "--quiet",
+        "--set", f"log.dir={tmp_path}", *TINY, *[str(e) for e in extra]])
+
+
+def test_a_budget_stops_a_long_run_after_validating_and_checkpointing(synth, tmp_path):
+    result = train(synth, tmp_path, "--epochs", 100000, "--time-limit", 0.1, "--name", "budget")
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "train" / "budget" / "last.pt", weights_only=False)
+    train_state = state["train_state"]
+    planned, step = train_state["planned_steps"], train_state["step"]
+    assert planned is not None and 3 < planned < 100000 * 2 and 3 < step <= planned
+    assert f"{step} steps trained" in result.output and f"planned: {planned}" in result.output
+    epochs_run = math.ceil(step / 2)  # 8 images at batch 4
+    assert (tmp_path / "train" / "budget" / "val" / f"step{step:07d}").is_dir()  # validated at its last step
+    assert train_state["epoch"] == epochs_run
+    schedule = state["scheduler"]["lr_lambdas"][0]
+    assert schedule["total_steps"] == planned and schedule["warmup_steps"] == scaled_warmup(10, planned, 200000)
+
+
+def test_a_resumed_run_keeps_the_budget_plan(synth, tmp_path):
+    first = train(synth, tmp_path, "--epochs", 100000, "--time-limit", 0.2, "--name", "split",
+                  "--set", "train.stop_at_step=5")
+    assert first.exit_code == 0, first.output
+    run_dir = tmp_path / "train" / "split"
+    paused = torch.load(run_dir / "last.pt", weights_only=False)["train_state"]
+    assert paused["step"] == 5 and paused["planned_steps"] is not None
+    resumed = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", "train.stop_at_step=7", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    after = torch.load(run_dir / "last.pt", weights_only=False)
+    assert after["train_state"]["step"] == 7 and after["train_state"]["planned_steps"] == paused["planned_steps"]
+    assert after["scheduler"]["lr_lambdas"][0]["total_steps"] == paused["planned_steps"]
+    assert after["train_state"]["elapsed_s"] > paused["elapsed_s"]  # the budget counts across resumes
