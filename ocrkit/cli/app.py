@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 from ocrkit import __version__
-from ocrkit.cli import bench_cmd, cache_cmd, config_cmd, data_cmd, eval_cmd, maps_cmd, predict_cmd, train_cmd
+from ocrkit.cli import (
+    bench_cmd,
+    cache_cmd,
+    config_cmd,
+    data_cmd,
+    doctor_cmd,
+    eval_cmd,
+    maps_cmd,
+    predict_cmd,
+    train_cmd,
+)
 from ocrkit.cli.common import OcrkitGroup, install_warning_format
 
 app = typer.Typer(
@@ -39,6 +49,7 @@ app.add_typer(bench_cmd.app, name="bench")
 app.command("train")(train_cmd.train_command)
 app.command("eval")(eval_cmd.eval_command)
 app.command("predict")(predict_cmd.predict_command)
+app.command("doctor")(doctor_cmd.doctor_command)
 
 
 def main() -> None:
