@@ -506,6 +506,8 @@ class Trainer:
     def validate(self) -> tuple[DetectionMetrics, DetectionMetrics | None]:
         """Raw model (selects best.pt) and, with EMA on, the EMA weights beside it."""
         start = time.perf_counter()
+        # wall time of the loop when this model was ready: time-to-accuracy reads it off metrics.csv
+        self.logger.scalars({"time/elapsed_min": self.elapsed_s() / 60}, self.state.step, self.state.epoch)
         metrics = self._evaluate(self.model, "val")
         ema_metrics = self._evaluate(self.ema.module, "val_ema") if self.ema is not None else None
         if metrics.hmean > self.state.best_hmean:
