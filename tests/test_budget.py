@@ -120,9 +120,51 @@ def test_a_resumed_run_keeps_the_budget_plan(synth, tmp_path):
     run_dir = tmp_path / "train" / "split"
     paused = torch.load(run_dir / "last.pt", weights_only=False)["train_state"]
     assert paused["step"] == 5 and paused["planned_steps"] is not None
-    resumed = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", "train.stop_at_step=7", "--quiet"])
+    resumed = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", "train.stop_at_step=7"])
     assert resumed.exit_code == 0, resumed.output
+    assert "s/step, validation" not in resumed.output  # no fresh first plan: the saved one goes on
     after = torch.load(run_dir / "last.pt", weights_only=False)
-    assert after["train_state"]["step"] == 7 and after["train_state"]["planned_steps"] == paused["planned_steps"]
-    assert after["scheduler"]["lr_lambdas"][0]["total_steps"] == paused["planned_steps"]
-    assert after["train_state"]["elapsed_s"] > paused["elapsed_s"]  # the budget counts across resumes
+    state = after["train_state"]
+    assert state["step"] == 7 and state["planned_warmup"] == paused["planned_warmup"]
+    # the epoch end at step 6 re-planned from the measured steps; the schedule follows the plan
+    assert after["scheduler"]["lr_lambdas"][0]["total_steps"] == state["planned_steps"]
+    assert state["elapsed_s"] > paused["elapsed_s"]  # the budget counts across resumes
+
+
+def test_re_planning_follows_the_measured_step_time(synth, tmp_path):
+    from ocrkit.core.config import load_config
+    from ocrkit.core.data.formats import load_dataset
+    from ocrkit.core.engine.trainer import Trainer
+
+    cfg = load_config(overrides=["train.time_limit=100", "train.epochs=100000", "train.batch_size=4",
+                                 "train.warmup_steps=10", "model.base_width=4", "model.inner_channels=16",
+                                 "model.head_channels=4", "data.train_size=[64,64]"])
+    trainer = Trainer(cfg, tmp_path, load_dataset(str(synth / "train")).samples, [], torch.device("cpu"))
+    trainer.state.step, trainer.state.epoch = 20, 10
+    trainer.state.planned_steps, trainer.state.planned_warmup = 40, 5  # a first plan, warm-up over
+    trainer._step_seconds = [1.0, 1.0]
+    trainer._replan_budget()
+    at_one_second = trainer.total_steps
+    assert 5900 < at_one_second <= 6020  # 100 min at 1 s a step (plus the 20 done)
+    trainer._step_seconds = [2.0, 2.0]
+    trainer._replan_budget()
+    assert trainer.total_steps == pytest.approx(20 + (at_one_second - 20) / 2, abs=2)
+    assert trainer.scheduler.lr_lambdas[0].total_steps == trainer.total_steps == trainer.state.planned_steps
+    assert trainer.state.planned_warmup == 5  # an elapsed warm-up is not moved
+
+
+def test_max_steps_stays_a_ceiling_under_a_budget(synth, tmp_path):
+    result = train(synth, tmp_path, "--time-limit", 5, "--name", "capped", "--set", "train.max_steps=6")
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "train" / "capped" / "last.pt", weights_only=False)["train_state"]
+    assert state["planned_steps"] == 6 and state["step"] == 6
+
+
+def test_benchmarks_train_fixed_steps_whatever_the_budget():
+    from ocrkit.core.bench.timing import fixed_steps_variant
+    from ocrkit.core.config import load_config
+
+    cfg = load_config(overrides=["train.time_limit=15", "train.stop_at_step=3"])
+    variant = fixed_steps_variant(cfg, 16)
+    assert variant.train.time_limit is None and variant.train.max_steps == 16 and variant.train.stop_at_step is None
+    assert cfg.train.time_limit == 15  # the caller's config is untouched

@@ -212,3 +212,22 @@ def test_a_requested_mode_measured_slower_warns_with_the_ratio(synth, tmp_path, 
     assert "bf16-mixed measured 20.0x slower than 32-true" in result.output
     assert "use --precision 32-true" in result.output
     assert 'precision = "bf16-mixed"' in (tmp_path / "fresh-cache" / "train" / "slow" / "config.toml").read_text()
+
+
+class FastBf16Timer(SlowBf16Timer):
+    def __call__(self, mode, shape):
+        return {"32-true": 0.2, "bf16-mixed": 0.1, "16-mixed": 0.3}[mode]
+
+
+def test_a_trainer_built_directly_resolves_auto_too(synth, tmp_path, monkeypatch):
+    # benches build trainers without `ocrkit train`; "auto" must never reach the policy unresolved
+    from ocrkit.core.config import load_config
+    from ocrkit.core.data.formats import load_dataset
+    from ocrkit.core.engine.trainer import Trainer
+
+    monkeypatch.setattr(probe_module, "StepTimer", FastBf16Timer)
+    cfg = load_config(overrides=["train.precision=auto", f"cache.dir={tmp_path / 'cache'}", "model.base_width=4",
+                                 "model.inner_channels=16", "model.head_channels=4", "data.train_size=[64,64]"])
+    samples = load_dataset(str(synth / "train")).samples
+    trainer = Trainer(cfg, tmp_path, samples, [], torch.device("cpu"))
+    assert trainer.policy.precision == "bf16-mixed" and trainer.cfg.train.precision == "bf16-mixed"

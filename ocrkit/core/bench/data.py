@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers, pin_memory_for
 from ocrkit.core.data.sample import Sample
@@ -148,10 +149,8 @@ def measure_model(cfg: OcrkitConfig, samples: list[Sample], workers: list[int], 
                   device: torch.device, out_dir: Path) -> list[ModelRow]:
     rows = []
     for n_workers in workers:
-        variant = cfg.model_copy(deep=True)
+        variant = fixed_steps_variant(cfg, steps)
         variant.data.num_workers = n_workers
-        variant.train.max_steps = steps
-        variant.train.stop_at_step = None
         variant.train.profile = False
         variant.log.tensorboard = False
         run_dir = out_dir / f"model-w{n_workers}"

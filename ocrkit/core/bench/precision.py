@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ocrkit.core.bench.timing import PeakMemory, machine_info
+from ocrkit.core.bench.timing import PeakMemory, fixed_steps_variant, machine_info
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.health import HealthStop
@@ -123,12 +123,9 @@ def _skipped(precision: str, reason: str) -> PrecisionRun:
 
 
 def _variant_config(cfg: OcrkitConfig, precision: str, steps: int | None) -> OcrkitConfig:
-    variant = cfg.model_copy(deep=True)
+    variant = fixed_steps_variant(cfg, steps)
     variant.train.precision = precision
     variant.train.scaler.enabled = None  # auto: on for 16-mixed only
-    if steps is not None:
-        variant.train.max_steps = steps
-    variant.train.stop_at_step = None
     variant.train.val_every = 10**9  # validate once, at the end
     return variant
 

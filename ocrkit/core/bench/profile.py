@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.profiling import STAGES
@@ -36,11 +37,9 @@ class ProfileBench:
 
 def _one_run(cfg: OcrkitConfig, profile: bool, steps: int, train: list[Sample], device: torch.device,
              run_dir: Path) -> tuple[list[float], list[float], dict[str, float]]:
-    variant = cfg.model_copy(deep=True)
+    variant = fixed_steps_variant(cfg, steps)
     variant.train.profile = profile
     variant.train.profile_trace_steps = 0
-    variant.train.max_steps = steps
-    variant.train.stop_at_step = None
     run_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same warnings for both variants; the CLI shows its own

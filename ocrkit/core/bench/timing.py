@@ -20,15 +20,30 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(times)
 
 
+def fixed_steps_variant(cfg, steps: int | None):
+    """A copy of ``cfg`` that trains exactly ``steps`` optimizer steps (None: the configured
+    schedule) straight through: a benchmark compares equal work, so no pause and no time budget."""
+    variant = cfg.model_copy(deep=True)
+    if steps is not None:
+        variant.train.max_steps = steps
+    variant.train.stop_at_step = None
+    variant.train.time_limit = None
+    return variant
+
+
 def machine_info() -> dict[str, object]:
     import os
 
     import torch
 
+    from ocrkit.core.machine import cpu_features, cpu_model
+
     info: dict[str, object] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_features": [name for name, present in cpu_features().items() if present],
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -40,6 +40,7 @@ from ocrkit.core.engine.health import HealthMonitor, HealthStop, HealthSummary, 
 from ocrkit.core.engine.inference import evaluate_model
 from ocrkit.core.engine.logger import RunLogger
 from ocrkit.core.engine.precision import PrecisionPolicy
+from ocrkit.core.engine.probe import resolve_precision
 from ocrkit.core.engine.profiling import StageTimer, summary_line, summary_scalars, trace_window
 from ocrkit.core.engine.schedule import build_optimizer, build_scheduler, reschedule
 from ocrkit.core.errors import OcrkitError
@@ -65,6 +66,7 @@ class TrainState:
     elapsed_s: float = 0.0  # training-loop wall time, resumes included (train.time_limit)
     planned_steps: int | None = None  # the time budget's plan, once made: the schedule ends here
     planned_warmup: int | None = None
+    validation_s: float = 0.0  # the last validation pass's wall time (the budget's stop rule needs it)
 
 
 @dataclass
@@ -111,6 +113,10 @@ class Trainer:
         if init_state is not None:
             load_weights(self.model, init_state[0], init_state[1], cfg.model)
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
+        if cfg.train.precision == "auto":  # `ocrkit train` resolves (and reports) it before; benches build trainers directly
+            decision, _ = resolve_precision(cfg, device)
+            cfg.train.precision = decision.mode
+            self.progress.message(f"precision: {decision.reason}")
         self.policy = PrecisionPolicy(cfg.train.precision, device, cfg.train.scaler)
         self.store = open_store(cfg.cache)
         self.dataset = TrainDataset(train_samples, cfg.data, cfg.maps, cfg.train.seed, self.store,
@@ -138,7 +144,6 @@ class Trainer:
         self._clock_start = time.perf_counter()
         self._elapsed_before = self.state.elapsed_s
         self._step_seconds: list[float] = []  # this process's optimizer steps, data wait included
-        self._validation_s = 0.0  # the last validation pass (or the plan's estimate)
         self._checkpoint_s = 0.0
 
     def _set_total_steps(self, total: int) -> None:
@@ -225,34 +230,58 @@ class Trainer:
             return
         step_s = self._step_seconds[-1] if self._step_seconds else 0.0
         left = self.cfg.train.time_limit * 60 - self.elapsed_s()
-        if not self._finished() and step_s + self._validation_s + self._checkpoint_s > left:
+        if not self._finished() and step_s + self.state.validation_s + self._checkpoint_s > left:
             self.progress.message(f"time budget: stopping at step {self.state.step} of the planned "
                                   f"{self.total_steps}: the steps ran slower than planned")
             self._set_total_steps(self.state.step)
 
     def _plan_budget(self) -> None:
-        train = self.cfg.train
-        timed = self._step_seconds[1:] or self._step_seconds  # the first step includes the loader start
-        self._validation_s = self._measure_validation_s()
+        """The first plan: from the steps timed so far (the first includes the loader's start), a
+        measured validation pass and a checkpoint."""
+        self.state.validation_s = self._measure_validation_s()
         self.save("last.pt")  # measures what a checkpoint costs
+        timed = self._step_seconds[1:] or self._step_seconds
+        costs = self._apply_plan(sum(timed) / len(timed))
+        self.save("last.pt")  # with the plan, so that a resume from here keeps it
+        self.progress.message(
+            f"time budget {self.cfg.train.time_limit:g} min: {costs.step_s:.2f} s/step, validation "
+            f"{costs.validation_s:.1f} s, checkpoint {costs.checkpoint_s:.2f} s -> {self.total_steps} steps "
+            f"({self.total_steps / self.steps_per_epoch:.1f} epochs; warm-up {self.state.planned_warmup}); the LR "
+            f"schedule now ends at step {self.total_steps} (configured: {self.nominal_steps})"
+        )
+
+    def _replan_budget(self) -> None:
+        """At each epoch end after the first plan: the same rule with the epoch's own step times
+        (a cold store or a busy machine at the start no longer decides the whole run) and the last
+        real validation. The schedule's end moves by what the estimate moved, usually a few steps."""
+        if self.cfg.train.time_limit is None or self.state.planned_steps is None or self._finished():
+            return
+        recent = self._step_seconds[-self.steps_per_epoch:]
+        if not recent:
+            return
+        before = self.total_steps
+        self._apply_plan(sum(recent) / len(recent))
+        if abs(self.total_steps - before) > max(1, before // 100):
+            self.progress.message(f"time budget: re-planned {before} -> {self.total_steps} steps "
+                                  f"({sum(recent) / len(recent):.2f} s/step over the last epoch)")
+
+    def _apply_plan(self, step_s: float) -> BudgetCosts:
+        train = self.cfg.train
         costs = BudgetCosts(
             budget_s=train.time_limit * 60, elapsed_s=self.elapsed_s(), steps_done=self.state.step,
-            step_s=sum(timed) / len(timed), validation_s=self._validation_s, checkpoint_s=self._checkpoint_s,
+            step_s=step_s, validation_s=self.state.validation_s, checkpoint_s=self._checkpoint_s,
             steps_per_epoch=self.steps_per_epoch, epochs_done=self.state.epoch, val_every=train.val_every,
             checkpoint_every=train.checkpoint_every, has_validation=bool(self.val_samples),
         )
-        total = plan_total_steps(costs)
-        warmup = scaled_warmup(train.warmup_steps, total, self.nominal_steps)
+        total = min(plan_total_steps(costs), train.max_steps or 2**62)  # max_steps stays a ceiling
+        warmup = self.state.planned_warmup
+        if warmup is None or self.state.step < warmup:  # a warm-up already over stays as it was
+            warmup = scaled_warmup(train.warmup_steps, total, self.nominal_steps)
         self.state.planned_steps, self.state.planned_warmup = total, warmup
         reschedule(self.scheduler, total, warmup)
         self._set_total_steps(total)
         self.result.budget = costs
-        self.save("last.pt")  # with the plan, so that a resume from here keeps it
-        self.progress.message(
-            f"time budget {train.time_limit:g} min: {costs.step_s:.2f} s/step, validation {costs.validation_s:.1f} s, "
-            f"checkpoint {costs.checkpoint_s:.2f} s -> {total} steps ({total / self.steps_per_epoch:.1f} epochs; "
-            f"warm-up {warmup}); the LR schedule now ends at step {total} (configured: {self.nominal_steps})"
-        )
+        return costs
 
     def _measure_validation_s(self) -> float:
         """One validation pass, estimated from one timed batch after a warm-up batch (the EMA
@@ -320,6 +349,7 @@ class Trainer:
         if self._validation_due():
             self.result.last_metrics, self.result.last_ema_metrics = self.validate()
         self._log_epoch_cache()
+        self._replan_budget()
         if self._checkpoint_due():
             self.save("last.pt")
 
@@ -519,7 +549,7 @@ class Trainer:
             f"H {metrics.hmean:.4f}  (best {self.state.best_hmean:.4f} at step {self.state.best_step}){ema_text}"
         )
         self.model.train()
-        self._validation_s = time.perf_counter() - start
+        self.state.validation_s = time.perf_counter() - start
         return metrics, ema_metrics
 
     def _evaluate(self, model: torch.nn.Module, tag: str) -> DetectionMetrics:
