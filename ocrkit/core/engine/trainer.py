@@ -251,19 +251,20 @@ class Trainer:
         )
 
     def _replan_budget(self) -> None:
-        """At each epoch end after the first plan: the same rule with the epoch's own step times
-        (a cold store or a busy machine at the start no longer decides the whole run) and the last
-        real validation. The schedule's end moves by what the estimate moved, usually a few steps."""
+        """At each epoch end after the first plan: the same rule with the last three epochs' step
+        times (a cold store or a busy machine at the start no longer decides the whole run; three
+        epochs smooth the epoch-to-epoch noise) and the last real validation. The schedule's end
+        moves by what the estimate moved, usually a few percent."""
         if self.cfg.train.time_limit is None or self.state.planned_steps is None or self._finished():
             return
-        recent = self._step_seconds[-self.steps_per_epoch:]
+        recent = self._step_seconds[-3 * self.steps_per_epoch:]
         if not recent:
             return
         before = self.total_steps
         self._apply_plan(sum(recent) / len(recent))
-        if abs(self.total_steps - before) > max(1, before // 100):
+        if abs(self.total_steps - before) > max(1, before // 50):
             self.progress.message(f"time budget: re-planned {before} -> {self.total_steps} steps "
-                                  f"({sum(recent) / len(recent):.2f} s/step over the last epoch)")
+                                  f"({sum(recent) / len(recent):.2f} s/step recently)")
 
     def _apply_plan(self, step_s: float) -> BudgetCosts:
         train = self.cfg.train
