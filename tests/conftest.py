@@ -60,6 +60,16 @@ def tiny_icdar(tmp_path: Path) -> Path:
     return make_icdar_dir(tmp_path / "tiny", images)
 
 
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Path:
+    """A tiny built-in-style synthetic set (8 train, 4 val at 128x160), made once per session; read only."""
+    from ocrkit.core.data.synth import generate_synthetic
+
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
+    return root
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_store(tmp_path_factory) -> Path:
     """Every test session speaks to its own store, never the user's ~/.cache/ocrkit."""

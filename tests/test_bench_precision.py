@@ -1,14 +1,12 @@
 """ocrkit bench fp16-vs-fp32 in a tiny mode: the comparison runs end to end (numbers not asserted)."""
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
 from ocrkit.core.bench.precision import PrecisionRun, _judge, parse_precisions
-from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.errors import OcrkitError
 
 runner = CliRunner()
@@ -17,13 +15,6 @@ TINY = [
     "--set", "data.train_size=[64,64]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
     "--set", "train.batch_size=4", "--set", "train.overlays=0", "--set", "log.tensorboard=false",
 ]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
-    return root
 
 
 def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp_path):

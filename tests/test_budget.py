@@ -1,7 +1,6 @@
 """Training time budget: planning (budget -> steps -> schedule end) and runs it stops and resumes."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +8,6 @@ from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
 from ocrkit.core.config import TrainConfig
-from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.engine.budget import BudgetCosts, epoch_events, plan_total_steps, scaled_warmup, time_needed
 from ocrkit.core.engine.schedule import build_scheduler, lr_factor, reschedule
 
@@ -83,13 +81,6 @@ TINY = [
     "--set", "train.batch_size=4", "--set", "train.overlays=0", "--set", "log.tensorboard=false",
     "--set", "train.time_plan_steps=3", "--set", "train.warmup_steps=10",
 ]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
-    return root
 
 
 def train(synth, tmp_path, *extra):

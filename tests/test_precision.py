@@ -12,7 +12,6 @@ from torch import nn
 from ocrkit.core.config import EmaConfig, HealthConfig, OcrkitConfig, load_config
 from ocrkit.core.data.dataset import TrainDataset, batch_to_device
 from ocrkit.core.data.formats import load_dataset
-from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthMonitor, HealthStop, StepHealth, UpdateProbe, probe_overflow_path
 from ocrkit.core.engine.precision import PrecisionPolicy
@@ -110,13 +109,6 @@ def test_fp16_on_cpu_builds_a_scaler_without_a_hard_coded_claim():
 
 
 # ---------------------------------------------------------------- numerics
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
-    return root
 
 
 def tiny_cfg(*overrides: str) -> OcrkitConfig:

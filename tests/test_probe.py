@@ -2,7 +2,6 @@
 measurement, the per-machine cache, and `--precision auto` / the slow-mode warning end to end."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ from typer.testing import CliRunner
 from ocrkit.cli.app import app
 from ocrkit.core.bench.precision import too_slow
 from ocrkit.core.config import ModelConfig
-from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.engine import probe as probe_module
 from ocrkit.core.engine.probe import (
     SCREEN_SHAPE,
@@ -170,13 +168,6 @@ TINY = [
     "--set", "train.batch_size=4", "--set", "train.overlays=0", "--set", "log.tensorboard=false",
     "--set", "health.overflow_probe=false",
 ]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
-    return root
 
 
 def train(synth, tmp_path, *extra):

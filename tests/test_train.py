@@ -9,7 +9,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
-from ocrkit.core.data.synth import generate_synthetic
 
 runner = CliRunner()
 
@@ -30,13 +29,6 @@ def assert_one_line_error(result, fragment):
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error:") and fragment in lines[-1], result.output
     assert "Traceback" not in result.output
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthetic(root, 8, 4, size=(128, 160), seed=5, progress=False)
-    return root
 
 
 def train(synth, log_dir, *extra):

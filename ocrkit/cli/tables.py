@@ -32,7 +32,15 @@ def probe_table(probe: ProbeResult) -> Table:
             "—" if timing.screen_s is None else f"{timing.screen_s * 1e3:.0f}",
             "—" if timing.full_s is None else f"{timing.full_s * 1e3:.0f}",
             "—" if ips is None else f"{ips:.1f}",
-            "—" if slowdown is None else (f"{1 / slowdown:.2f}× faster" if slowdown < 1 else f"{slowdown:.2f}× slower"),
+            _versus(mode, slowdown),
             note,
         )
     return table
+
+
+def _versus(mode: str, slowdown: float | None) -> str:
+    if slowdown is None:
+        return "—"
+    if mode == "32-true":
+        return "1.00×"
+    return f"{1 / slowdown:.2f}× faster" if slowdown < 1 else f"{slowdown:.2f}× slower"
