@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ocrkit.core.atomic import write_text_atomic
-from ocrkit.core.machine import cpu_features, cpu_model, cpu_summary
+from ocrkit.core.machine import cpu_model, cpu_summary, native_bf16
 
 PROBE_VERSION = 1
 MODES = ("32-true", "16-mixed", "bf16-mixed")
@@ -191,8 +191,7 @@ def _compared(probe: ProbeResult, mode: str) -> str:
 def _where(probe: ProbeResult) -> str:
     if probe.device_type == "cuda":
         return probe.device
-    features = cpu_features()
-    bf16 = "native bf16" if features["AVX512-BF16"] or features["AMX-BF16"] else "no AVX512-BF16/AMX"
+    bf16 = "native bf16" if native_bf16() else "no AVX512-BF16/AMX"
     return f"this CPU ({cpu_model()}; {bf16})"
 
 

@@ -291,8 +291,10 @@ class Trainer:
             return 0.0
         n = self.cfg.train.eval_batch_size
         warm, timed = self.val_samples[:n], self.val_samples[n: 2 * n] or self.val_samples[:n]
-        evaluate = lambda samples: evaluate_model(  # noqa: E731
-            self.model, samples, self.cfg.data, self.cfg.postprocess, self.device, batch_size=n, store=self.store)
+        def evaluate(samples: list[Sample]) -> None:
+            evaluate_model(self.model, samples, self.cfg.data, self.cfg.postprocess, self.device, batch_size=n,
+                           store=self.store)
+
         evaluate(warm)
         start = time.perf_counter()
         evaluate(timed)
