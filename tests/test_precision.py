@@ -1,4 +1,4 @@
-"""Precision policy, the training-health monitor and EMA: the seeds' known failure modes."""
+"""Precision policy, the training-health monitor and EMA: known mixed-precision failure modes."""
 
 import json
 import math
@@ -223,7 +223,7 @@ def test_monitor_detects_frozen_parameters_when_every_step_is_skipped():
 
 
 class MaskingPolicy(PrecisionPolicy):
-    """The seeds' loop: gradients sanitized before the scaler can see the overflow."""
+    """A faulty loop: gradients sanitized before the scaler can see the overflow."""
 
     def step(self, optimizer, params, clip):
         params = list(params)

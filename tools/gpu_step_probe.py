@@ -2,8 +2,8 @@
 
 Forward, loss, backward and optimizer step, each timed with a device sync, on one fixed batch (no
 data loading), for each precision, model size and memory format; then the whole step without the
-intermediate syncs. The GPU figures in docs/benchmarks.md (issue 4) come from this probe;
-`ocrkit bench profile` (issue 6) is to replace it.
+intermediate syncs. The GPU figures in docs/benchmarks.md ("Mixed precision", on an H100) come
+from this probe; `ocrkit bench profile` is to replace it.
 
     PYTHONPATH=. python tools/gpu_step_probe.py
 """

@@ -1,8 +1,9 @@
 """DB's own label-map algorithm (MhLiao/DB ``make_seg_detection_data`` + ``make_border_map``),
-restated for timing: ``ocrkit bench maps`` reports speed-ups against it, because it is what
-issue 6's "reference" (72 ms for 100 quads at 640×640) measures.
+restated for timing: ``ocrkit bench maps`` reports speed-ups against it, because DB's own code
+is the reference of the ≥ 15× target (timed at 72 ms per image for 100 quads at 640×640 on
+2 cores).
 
-It keeps DB's choices, including the two the field notes flag: the law-of-cosines point-to-line
+It keeps DB's choices, including two that ocrkit's maps avoid: the law-of-cosines point-to-line
 distance (not the exact point-to-segment distance) and filling only the first piece of a split
 shrink. So its threshold map is NOT the ground truth; correctness is checked against the exact
 oracle in ``ocrkit.core.geometry.reference_maps``. Never used for training.

@@ -201,7 +201,7 @@ def _json_image_path(name: str, base: Path) -> Path:
 
 
 def load_json_dataset(path: str | Path, skip_bad: bool = False) -> LoadedData:
-    """Load the seeds' JSON layout; image names resolve next to the file (or under images/)."""
+    """Load the JSON layout above; image names resolve next to the file (or under images/)."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8-sig"))

@@ -182,8 +182,8 @@ def probe_overflow_path(
     """Plant an inf gradient, take a step through the normal path, and put everything back.
 
     A healthy loop skips that step (and with a scaler halves the scale). If the step goes
-    through, something between backward and the scaler turns inf into finite numbers, the
-    seeds' nan_to_num(posinf=1.0) failure, and every real overflow would be silently applied.
+    through, something between backward and the scaler turns inf into finite numbers (e.g. a
+    nan_to_num(posinf=1.0) on the gradients), and every real overflow would be silently applied.
     Returns the problem, or None when the overflow was seen.
     """
     param = next(p for p in model.parameters() if p.requires_grad)

@@ -1,6 +1,6 @@
 """The one place that decides numeric precision: autocast dtype, grad scaler, and the step order.
 
-Order per optimizer step (field notes §3): for each of the N accumulated micro-batches
+Order per optimizer step (as in PyTorch's AMP docs): for each of the N accumulated micro-batches
 scaler.scale(loss / N).backward(); then, once per optimizer step: unscale_ → grad norm on the
 UNSCALED gradients → clip → scaler.step → scaler.update. Gradients are never touched before the
 scaler has seen them, so an overflow always reaches it and the step is skipped (the scale goes
