@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from ocrkit.core import targets
 from ocrkit.core.config import LossConfig, ModelConfig
+from ocrkit.core.geometry import maps
 from ocrkit.core.model import DBLoss, balanced_bce_with_logits, build_model, dice_loss, masked_l1
+from ocrkit.core.model import loss as loss_module
 
 TINY = {"base_width": 8, "inner_channels": 32, "head_channels": 8}
 LOSS_KEYS = {"loss", "loss_prob", "loss_thresh", "loss_binary"}
@@ -198,3 +203,13 @@ def test_autocast_loss_matches_float32(dtype: torch.dtype) -> None:
     for key, rel_tol in tolerances.items():
         assert mixed[key].dtype == torch.float32
         assert math.isclose(mixed[key].item(), reference[key].item(), rel_tol=rel_tol), key
+
+
+def test_loss_reads_the_targets_named_by_the_one_map_key_tuple() -> None:
+    assert loss_module.MAP_KEYS is targets.MAP_KEYS and maps.MAP_KEYS is targets.MAP_KEYS
+    assert not hasattr(loss_module, "TARGET_KEYS")  # no second copy to drift
+    # ... while model and geometry stay independent layers (neither imports the other)
+    for module, other in (("ocrkit.core.model.loss", "ocrkit.core.geometry"),
+                          ("ocrkit.core.geometry.maps", "ocrkit.core.model")):
+        code = f"import sys, {module}; assert {other!r} not in sys.modules, {other!r}"
+        subprocess.run([sys.executable, "-c", code], check=True)

@@ -27,9 +27,8 @@ import pyclipper
 from ocrkit.core.config import MapsConfig
 from ocrkit.core.geometry.border_kernel import draw_border_closeness, polygon_measures
 from ocrkit.core.geometry.transform import ResizeTransform
+from ocrkit.core.targets import MAP_KEYS  # noqa: F401  (re-exported: the maps' users import it from here)
 
-
-MAP_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
 BINARY_MAP_KEYS = ("shrink", "shrink_mask", "thresh_mask")  # exactly 0 or 1: stored as bits, batched as uint8
 
 

@@ -16,10 +16,9 @@ from torch import Tensor, nn
 
 from ocrkit.core.config import LossConfig
 from ocrkit.core.model.dbnet import approximate_binary_map
+from ocrkit.core.targets import MAP_KEYS
 
 _P = ParamSpec("_P")
-
-TARGET_KEYS = ("shrink", "shrink_mask", "thresh", "thresh_mask")
 
 
 def _to_float32(value: object) -> object:
@@ -111,7 +110,7 @@ class DBLoss(nn.Module):
     def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         prob_logits = _as_map(outputs["prob_logits"], "prob_logits")
         thresh_logits = _as_map(outputs["thresh_logits"], "thresh_logits")
-        targets = {key: _as_map(batch[key], key) for key in TARGET_KEYS}
+        targets = {key: _as_map(batch[key], key) for key in MAP_KEYS}
         for key, target in targets.items():
             if target.shape != prob_logits.shape:
                 raise ValueError(f"{key} has shape {tuple(target.shape)}, outputs {tuple(prob_logits.shape)}")
