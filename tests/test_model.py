@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from ocrkit.core.config import ModelConfig
 from ocrkit.core.model import DBNet, ResNet, build_model, count_parameters
@@ -83,3 +84,58 @@ def test_rejects_images_without_three_channels() -> None:
 def test_unknown_backbone_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown backbone"):
         ResNet("resnet34")
+
+
+# The three loops the layers had before they shared init_weights, written out as the reference.
+def _reference_backbone_init(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _reference_neck_init(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+def _reference_head_init(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_shared_init_weights_is_bit_identical_to_the_per_layer_loops(backbone: str, monkeypatch) -> None:
+    from ocrkit.core.model import head, neck, resnet
+
+    torch.manual_seed(123)
+    shared = build_model(ModelConfig(backbone=backbone, **TINY)).state_dict()
+    rng_after_shared = torch.get_rng_state()
+
+    monkeypatch.setattr(resnet, "init_weights", _reference_backbone_init)
+    monkeypatch.setattr(neck, "init_weights", _reference_neck_init)
+    monkeypatch.setattr(head, "init_weights", _reference_head_init)
+    torch.manual_seed(123)
+    reference = build_model(ModelConfig(backbone=backbone, **TINY)).state_dict()
+
+    assert torch.equal(torch.get_rng_state(), rng_after_shared)  # the same draws, in the same order
+    assert shared.keys() == reference.keys()
+    for key in shared:
+        assert torch.equal(shared[key], reference[key]), key
+
+
+def test_every_layer_uses_the_one_init_function() -> None:
+    import inspect
+
+    from ocrkit.core.model import head, neck, resnet, weight_init
+
+    for module in (resnet, neck, head):
+        assert module.init_weights is weight_init.init_weights
+        assert "kaiming_normal_" not in inspect.getsource(module)

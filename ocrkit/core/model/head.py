@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ocrkit.core.model.weight_init import init_weights
+
 
 class DBHead(nn.Module):
     """conv3×3+BN+ReLU → deconv 2×2/2 +BN+ReLU → deconv 2×2/2 to one channel of logits.
@@ -23,12 +25,7 @@ class DBHead(nn.Module):
             nn.ReLU(inplace=True),
             nn.ConvTranspose2d(head_channels, 1, 2, stride=2),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)

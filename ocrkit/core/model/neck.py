@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ocrkit.core.model.weight_init import init_weights
+
 
 def _upsample_to(x: Tensor, reference: Tensor) -> Tensor:
     # size= (not scale_factor=) so inputs that are not multiples of 32 still line up exactly.
@@ -33,9 +35,7 @@ class FPN(nn.Module):
             nn.Conv2d(inner_channels, level_channels, 3, padding=1, bias=False) for _ in in_channels
         )
         self.out_channels = inner_channels
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_weights(self)
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         merged = [lateral(f) for lateral, f in zip(self.laterals, features, strict=True)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ocrkit.core.model.weight_init import init_weights
+
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
@@ -103,7 +105,7 @@ class ResNet(nn.Module):
             in_channels = width * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.out_channels: list[int] = [base_width * 2**i * block.expansion for i in range(4)]
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -120,15 +122,6 @@ def _make_stage(
     blocks = [block(in_channels, width, stride)]
     blocks += [block(width * block.expansion, width) for _ in range(depth - 1)]
     return nn.Sequential(*blocks)
-
-
-def _init_weights(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def resnet18(base_width: int = 64) -> ResNet:
