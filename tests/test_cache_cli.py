@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
 from ocrkit.core.data.synth import generate_synthetic
+from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.store.store import Store
 
 runner = CliRunner()
@@ -38,7 +39,7 @@ def store_at(tmp_path) -> list[str]:
 
 def damage_one_entry(root: Path, prefix: str) -> str:
     """Flip a byte of one stored entry (whether diskcache keeps it inline or in a file)."""
-    store = Store(root / "store", 10**9)
+    store = Store(root / "store", 10**9, KIND_VERSIONS)
     key = next(k for k in store.keys() if k.startswith(prefix))
     blob = bytearray(store.read_raw(key))
     blob[-3] ^= 0xFF

@@ -21,11 +21,11 @@ from ocrkit.core.engine.inference import (
     evaluate_model,
     predict_batches,
     predict_files,
-    resolve_device,
 )
+from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.geometry.maps import make_maps_in_network_space
-from ocrkit.core.geometry.metric import evaluate_dirs
+from ocrkit.core.data.scoring import evaluate_dirs
 from ocrkit.core.geometry.transform import plan_resize
 from ocrkit.core.model import build_model
 

@@ -12,12 +12,12 @@ import pytest
 from shapely.geometry import Polygon
 
 from ocrkit.core.data.formats import load_icdar_dir, write_icdar_gt, write_predictions
+from ocrkit.core.data.scoring import evaluate_dirs
 from ocrkit.core.errors import InputError
 from ocrkit.core.geometry.metric import (
     DetectionMetrics,
     MatchedPair,
     evaluate,
-    evaluate_dirs,
     evaluate_image,
 )
 

@@ -20,7 +20,8 @@ from ocrkit.core.data.image import eval_content, load_image
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.inference import prepared_batches
 from ocrkit.core.store.codec import CorruptEntry, decode, encode
-from ocrkit.core.store.layers import ImageLayer, MapsLayer, TensorLayer, produce_maps
+from ocrkit.core.data.cached import ImageLayer, MapsLayer, TensorLayer, produce_maps
+from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.store.store import Store
 
 from conftest import random_quad
@@ -28,8 +29,8 @@ from conftest import random_quad
 
 def new_store(root: Path, **kw) -> Store:
     """Synchronous writes unless asked: a read right after a write sees it."""
-    return Store(root, size_limit_bytes=kw.pop("limit", 10**9), flush_every=kw.pop("flush_every", 1),
-                 write_behind=kw.pop("write_behind", False), **kw)
+    return Store(root, size_limit_bytes=kw.pop("limit", 10**9), kinds=kw.pop("kinds", KIND_VERSIONS),
+                 flush_every=kw.pop("flush_every", 1), write_behind=kw.pop("write_behind", False), **kw)
 
 
 def write_image(path: Path, seed: int, size=(96, 128)) -> Path:
@@ -163,7 +164,7 @@ def test_a_new_kind_version_misses(tmp_path, monkeypatch, source):
     store = new_store(tmp_path / "store")
     ImageLayer(store).load(source)
     ImageLayer(store).load(source)
-    monkeypatch.setitem(__import__("ocrkit.core.store.store", fromlist=["x"]).KIND_VERSIONS, "image", 99)
+    store.kinds["image"] = 99
     ImageLayer(store).load(source)
     assert store.read_stats()["image"]["hits"] == 1 and store.read_stats()["image"]["misses"] == 2
 
@@ -221,7 +222,7 @@ def _reader(root: str, paths: list[str], rounds: int, queue) -> None:
 
 
 def _writer(root: str, data: str, queue) -> None:
-    from ocrkit.core.store.jobs import precompute_maps
+    from ocrkit.core.data.precompute import precompute_maps
 
     store = new_store(Path(root), flush_every=8)
     samples = load_dataset(data).samples
@@ -282,7 +283,7 @@ def test_a_dataset_reads_the_same_items_through_the_store_and_its_workers_counts
 
 
 def test_ram_preload_stops_at_its_cap_and_serves_the_same_pixels(tmp_path, small_set):
-    from ocrkit.core.store.preload import preload_images
+    from ocrkit.core.data.preload import preload_images
 
     samples = load_dataset(small_set / "train").samples
     one = 96 * 128 * 3

@@ -12,7 +12,8 @@ from rich.table import Table
 from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.errors import OcrkitError
-from ocrkit.core.store.kinds import EVENTS, KINDS
+from ocrkit.core.data.kinds import KINDS
+from ocrkit.core.store.events import EVENTS
 
 if TYPE_CHECKING:
     from ocrkit.core.store.store import Store
@@ -23,10 +24,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object in
 
 
 def _store(config, set_) -> tuple[Store, object]:
-    from ocrkit.core.store.store import open_store  # diskcache: only when a command opens the store
+    from ocrkit.core.data.cached import open_data_store  # diskcache: only when a command opens the store
 
     cfg = resolve_config(config, set_)
-    store = open_store(cfg.cache)
+    store = open_data_store(cfg.cache)
     if store is None:
         raise OcrkitError("the store is disabled (cache.enabled = false): there is nothing to inspect")
     return store, cfg
@@ -39,7 +40,7 @@ def _mb(n: int) -> str:
 @app.command("status")
 def status_command(config: ConfigOption = None, set_: SetOption = None, json_out: JsonFlag = False) -> None:
     """Location, size, entries per kind and version, and the version this config maps to."""
-    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+    from ocrkit.core.data import store_commands as jobs  # torch, numba, diskcache: only when a command runs
 
     store, cfg = _store(config, set_)
     info = jobs.status(store, cfg)
@@ -62,7 +63,7 @@ def status_command(config: ConfigOption = None, set_: SetOption = None, json_out
 @app.command("health")
 def health_command(config: ConfigOption = None, set_: SetOption = None, json_out: JsonFlag = False) -> None:
     """Hit rates, stale share, failed writes, size vs limit; exit 0 HEALTHY, 1 WARN, 2 FAIL."""
-    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+    from ocrkit.core.data import store_commands as jobs  # torch, numba, diskcache: only when a command runs
 
     store, cfg = _store(config, set_)
     report = jobs.health(store, cfg)
@@ -96,7 +97,7 @@ def validate_command(
 ) -> None:
     """Recompute entries and compare: checksum and shapes, version, source digest, exact values.
     Exit 1 when bad entries remain (not fixed)."""
-    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+    from ocrkit.core.data import store_commands as jobs  # torch, numba, diskcache: only when a command runs
 
     if sample is not None and full:
         raise OcrkitError("give --sample N or --full, not both")
@@ -124,7 +125,7 @@ def clear_command(
     set_: SetOption = None,
 ) -> None:
     """Delete entries."""
-    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+    from ocrkit.core.data import store_commands as jobs  # torch, numba, diskcache: only when a command runs
 
     store, _ = _store(config, set_)
     removed = jobs.clear(store, all_, stale, kind)
@@ -138,7 +139,7 @@ def export_command(
     set_: SetOption = None,
 ) -> None:
     """Status, statistics and the health verdict as one JSON file."""
-    from ocrkit.core.store import jobs  # torch, numba, diskcache: only when a command runs
+    from ocrkit.core.data import store_commands as jobs  # torch, numba, diskcache: only when a command runs
 
     store, cfg = _store(config, set_)
     write_text_atomic(output, json.dumps(jobs.export(store, cfg), indent=2) + "\n")

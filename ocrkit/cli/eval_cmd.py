@@ -54,7 +54,7 @@ def eval_command(
     if checkpoint is None:
         if gt_dir is None or pred_dir is None:
             raise OcrkitError("give --checkpoint (and --data), or --gt-dir and --pred-dir to score files")
-        from ocrkit.core.geometry.metric import evaluate_dirs  # shapely, no model: neither torch nor numba
+        from ocrkit.core.data.scoring import evaluate_dirs  # shapely, no model: neither torch nor numba
 
         print_metrics(evaluate_dirs(gt_dir, pred_dir), json_out, title=f"{pred_dir} vs {gt_dir}")
         return

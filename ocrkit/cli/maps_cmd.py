@@ -68,7 +68,7 @@ def precompute(
     Present entries are skipped, so an interrupted run is completed by running it again. Training
     reads these maps when augmentation is off (data.augment.enabled = false, --overfit-batches).
     """
-    from ocrkit.core.store.jobs import precompute_job  # torch, numba, diskcache: only here
+    from ocrkit.core.data.precompute import precompute_job  # torch, numba, diskcache: only here
 
     cfg = resolve_config(config, set_, data__train=str(data) if data else None, data__skip_bad=skip_bad)
     if cfg.data.train is None:

@@ -26,8 +26,10 @@ import torch
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.inference import evaluate_model, prepared_batches
-from ocrkit.core.store.layers import TensorLayer
-from ocrkit.core.store.store import Store, user_cache_dir
+from ocrkit.core.data.cached import TensorLayer
+from ocrkit.core.data.kinds import KIND_VERSIONS
+from ocrkit.core.paths import user_cache_dir
+from ocrkit.core.store.store import Store
 
 VARIANTS = ("none", "cold", "warm")
 
@@ -70,8 +72,8 @@ def compare(scope: str, images: int, run: Callable[[Store | None], None], repeat
     for repeat in range(repeats):
         root = workdir / f"{scope.replace(' ', '_')}-{repeat}"
         shutil.rmtree(root, ignore_errors=True)
-        times["create"].append(_timed(lambda: _open_handles(Store(root, size_limit_bytes=10**12)).close()))
-        store = Store(root, size_limit_bytes=10**12)
+        times["create"].append(_timed(lambda: _open_handles(Store(root, size_limit_bytes=10**12, kinds=KIND_VERSIONS)).close()))
+        store = Store(root, size_limit_bytes=10**12, kinds=KIND_VERSIONS)
         times["open"].append(_timed(lambda: _open_handles(store)))
         times["none"].append(_timed(lambda: run(None)))
         times["cold"].append(_timed(lambda: (run(store), store.drain())))  # until its writes are on disk
@@ -124,7 +126,7 @@ def cache_bench_job(
     not change which work the store saves)."""
     from ocrkit.core.config import load_config
     from ocrkit.core.engine.eval_job import load_for_inference
-    from ocrkit.core.engine.inference import resolve_device
+    from ocrkit.core.engine.device import resolve_device
     from ocrkit.core.engine.train_job import load_samples, plan_data
     from ocrkit.core.model import build_model
 

@@ -34,9 +34,9 @@ from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_w
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
-from ocrkit.core.store.layers import ImageLayer
-from ocrkit.core.store.preload import preload_images
-from ocrkit.core.store.store import Store, open_store
+from ocrkit.core.data.cached import ImageLayer, open_data_store
+from ocrkit.core.data.preload import preload_images
+from ocrkit.core.store.store import Store
 
 SOURCES = ("files", "store", "preload")
 MODEL_WARMUP_STEPS = 2  # first steps: allocator, worker start-up
@@ -172,7 +172,7 @@ def run_data_bench(cfg: OcrkitConfig, samples: list[Sample], device: torch.devic
     scratch = cfg.model_copy(deep=True)
     scratch.cache.enabled = True
     scratch.cache.dir = str(out_dir / "scratch-store")
-    store = open_store(scratch.cache)
+    store = open_data_store(scratch.cache)
     assert store is not None
     subset = samples[: max(epoch_images, 2 * cfg.train.batch_size)]
     try:
@@ -211,7 +211,7 @@ def results_document(bench: DataBench) -> dict:
 
 def data_bench_job(cfg: OcrkitConfig, sources: list[str], workers: list[int], epoch_images: int, repeats: int,
                    model_steps: int, name: str, quiet: bool) -> tuple[DataBench, Path]:
-    from ocrkit.core.engine.inference import resolve_device
+    from ocrkit.core.engine.device import resolve_device
     from ocrkit.core.engine.rundir import create_run_dir
     from ocrkit.core.engine.train_job import plan_data
 

@@ -78,7 +78,7 @@ def gpus() -> list[dict[str, Any]]:
 
 
 def store(cfg: OcrkitConfig) -> dict[str, Any]:
-    from ocrkit.core.store.store import user_cache_dir
+    from ocrkit.core.paths import user_cache_dir
 
     root = user_cache_dir(cfg.cache)
     existing = next(p for p in (root, *root.parents) if p.exists())
@@ -212,6 +212,6 @@ def run_doctor(cfg: OcrkitConfig) -> dict[str, Any]:
 
 
 def _device(cfg: OcrkitConfig):
-    from ocrkit.core.engine.inference import resolve_device
+    from ocrkit.core.engine.device import resolve_device
 
     return resolve_device(cfg.train.device)

@@ -20,7 +20,7 @@ from ocrkit.core.bench.timing import PeakMemory, fixed_steps_variant, machine_in
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.health import HealthStop
-from ocrkit.core.engine.inference import resolve_device
+from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.probe import SKIP_RATIO, ProbeResult, probe_cache_dir, probe_precisions
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.engine.train_job import plan_data

@@ -76,7 +76,7 @@ def results_document(bench: ProfileBench, cfg: OcrkitConfig) -> dict:
 
 
 def profile_bench_job(cfg: OcrkitConfig, steps: int, repeats: int, name: str, quiet: bool) -> tuple[ProfileBench, Path]:
-    from ocrkit.core.engine.inference import resolve_device
+    from ocrkit.core.engine.device import resolve_device
     from ocrkit.core.engine.rundir import create_run_dir
     from ocrkit.core.engine.train_job import plan_data
 

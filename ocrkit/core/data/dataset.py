@@ -22,7 +22,7 @@ from ocrkit.core.data.augment import build_augmenter
 from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps
-from ocrkit.core.store.layers import ImageLayer, MapsLayer
+from ocrkit.core.data.cached import ImageLayer, MapsLayer
 from ocrkit.core.store.store import Store
 
 

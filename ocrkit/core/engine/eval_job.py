@@ -15,8 +15,9 @@ import torch
 from ocrkit.core.config import OcrkitConfig, load_config
 from ocrkit.core.data.formats import IMAGE_SUFFIXES, load_dataset
 from ocrkit.core.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights
-from ocrkit.core.store.store import open_store
-from ocrkit.core.engine.inference import ImagePrediction, evaluate_model, predict_files, resolve_device
+from ocrkit.core.data.cached import open_data_store
+from ocrkit.core.engine.device import resolve_device
+from ocrkit.core.engine.inference import ImagePrediction, evaluate_model, predict_files
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
@@ -62,7 +63,7 @@ def evaluate_checkpoint(
     metrics = evaluate_model(
         loaded.model, samples, cfg.data, cfg.postprocess, loaded.device,
         batch_size=cfg.train.eval_batch_size, out_dir=out, overlays=cfg.train.overlays, progress=progress,
-        store=open_store(cfg.cache),
+        store=open_data_store(cfg.cache),
     )
     return metrics, out
 
@@ -87,6 +88,6 @@ def predict_images(
     out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "predict", name)
     predictions = predict_files(
         loaded.model, expand_images(images), cfg.data, cfg.postprocess, loaded.device, out,
-        batch_size=cfg.train.eval_batch_size, progress=progress, store=open_store(cfg.cache),
+        batch_size=cfg.train.eval_batch_size, progress=progress, store=open_data_store(cfg.cache),
     )
     return predictions, out

@@ -38,7 +38,7 @@ from ocrkit.core.geometry.metric import DetectionMetrics, ImageResult, evaluate
 from ocrkit.core.geometry.postprocess import Detection, detect_text
 from ocrkit.core.geometry.transform import ResizeTransform
 from ocrkit.core.progress import track
-from ocrkit.core.store.layers import TensorLayer
+from ocrkit.core.data.cached import TensorLayer
 from ocrkit.core.store.store import Store
 from ocrkit.core.viz import DETECTION_COLOUR, draw_ground_truth, draw_polygons, heatmap_overlay, save_png
 
@@ -85,25 +85,6 @@ class _PreparedBatch:
             image[:, ch:] = 0
             image[:, :ch, cw:] = 0
         return x
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu; ``cpu``; ``cuda`` or ``cuda:N`` (must exist)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise OcrkitError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise OcrkitError(f"unsupported device {name!r}: expected auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise OcrkitError(f"device {name!r} requested but CUDA is not available here; use --device cpu or auto")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise OcrkitError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    return device
 
 
 def _prepare_batch(paths: Sequence[Path], tensors: TensorLayer) -> _PreparedBatch:

@@ -353,7 +353,7 @@ def _read_cache(path: Path) -> ProbeResult | None:
 
 
 def probe_cache_dir(cache_cfg) -> Path:
-    from ocrkit.core.store.store import user_cache_dir
+    from ocrkit.core.paths import user_cache_dir
 
     return user_cache_dir(cache_cfg)
 

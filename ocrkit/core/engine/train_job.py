@@ -15,13 +15,13 @@ from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.engine.checkpoint import load_checkpoint
-from ocrkit.core.engine.inference import resolve_device
+from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.probe import decision_document, resolve_precision
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.engine.trainer import Trainer, TrainResult
 from ocrkit.core.errors import InputError, OcrkitError
+from ocrkit.core.paths import user_cache_dir
 from ocrkit.core.progress import TrainProgress
-from ocrkit.core.store.store import user_cache_dir
 
 # The built-in dataset: rendered once per user and reused (bump the version if the recipe changes).
 BUILTIN_SYNTH = {"n_train": 400, "n_val": 60, "size": (640, 640), "seed": 0}

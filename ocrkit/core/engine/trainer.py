@@ -47,10 +47,10 @@ from ocrkit.core.errors import OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBLoss, build_model
 from ocrkit.core.progress import TrainProgress
-from ocrkit.core.store.layers import ImageLayer
-from ocrkit.core.store.monitor import EpochCacheStats, estimate_store_bytes
-from ocrkit.core.store.preload import preload_images
-from ocrkit.core.store.store import open_store
+from ocrkit.core.data.cached import ImageLayer, open_data_store
+from ocrkit.core.data.preload import preload_images
+from ocrkit.core.data.store_size import estimate_store_bytes
+from ocrkit.core.store.stats import EpochCacheStats
 
 LOSS_TAGS = ("loss", "loss_prob", "loss_thresh", "loss_binary")
 
@@ -118,7 +118,7 @@ class Trainer:
             cfg.train.precision = decision.mode
             self.progress.message(f"precision: {decision.reason}")
         self.policy = PrecisionPolicy(cfg.train.precision, device, cfg.train.scaler)
-        self.store = open_store(cfg.cache)
+        self.store = open_data_store(cfg.cache)
         self.dataset = TrainDataset(train_samples, cfg.data, cfg.maps, cfg.train.seed, self.store,
                                     self._preload(train_samples))
         self.cache_stats = EpochCacheStats(self.store) if self.store is not None else None

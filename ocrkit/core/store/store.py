@@ -38,8 +38,9 @@ import xxhash
 
 from ocrkit.core.config import CacheConfig
 from ocrkit.core.errors import OcrkitError
+from ocrkit.core.paths import user_cache_dir
 from ocrkit.core.store.codec import CorruptEntry, decode, encode_chunks
-from ocrkit.core.store.kinds import EVENTS, KIND_VERSIONS, KINDS  # noqa: F401 - re-exported
+from ocrkit.core.store.events import EVENTS
 
 try:
     import fcntl
@@ -56,10 +57,6 @@ class StoreUnavailable(OcrkitError):
     """The store directory cannot be opened (permissions, a damaged database, ...)."""
 
 
-def version_of(kind: str) -> str:
-    return f"{FORMAT_VERSION}.{KIND_VERSIONS[kind]}"
-
-
 def canonical(fields: dict[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
@@ -68,13 +65,13 @@ def digest(fields: dict[str, Any]) -> str:
     return xxhash.xxh3_128_hexdigest(canonical(fields).encode())
 
 
-def entry_key(kind: str, fields: dict[str, Any]) -> str:
-    return f"{kind}/{version_of(kind)}/{digest(fields)}"
+def entry_key(kind: str, version: str, fields: dict[str, Any]) -> str:
+    return f"{kind}/{version}/{digest(fields)}"
 
 
-def entry_tag(kind: str, config_id: str) -> str:
+def entry_tag(kind: str, version: str, config_id: str) -> str:
     """Groups entries by kind, version and the config that shaped them (for status and clear)."""
-    return f"{kind}/{version_of(kind)}/{config_id}"
+    return f"{kind}/{version}/{config_id}"
 
 
 def parse_tag(tag: str | None) -> tuple[str, str, str]:
@@ -152,19 +149,34 @@ def _open_cache(directory: Path, **settings: Any) -> diskcache.Cache:
 
 
 class Store:
-    """Entries in ``<root>/entries`` (size-limited), statistics in ``<root>/stats``."""
+    """A versioned, checksummed key-value store of numpy arrays: entries in ``<root>/entries``
+    (size-limited, evicted least-recently-used), statistics in ``<root>/stats``.
+
+    The store knows nothing of what it holds: its user names the *kinds* of entry and their
+    versions (``kinds``: name -> version; data/kinds.py for ocrkit's image, maps and tensor
+    entries) and passes the fields that identify an entry. Bumping a kind's version makes every
+    old entry of that kind miss. Safe to share between processes (DataLoader workers, precompute
+    pools, several training ranks on one machine): each process opens its own handles.
+    """
 
     def __init__(
-        self, root: str | Path, size_limit_bytes: int, timeout_s: float = 10.0, flush_every: int = 64,
-        write_behind: bool = True, queue_size: int = 16,
+        self, root: str | Path, size_limit_bytes: int, kinds: dict[str, int], timeout_s: float = 10.0,
+        flush_every: int = 64, write_behind: bool = True, queue_size: int = 16,
     ):
         self.root = Path(root)
+        self.kinds = dict(kinds)
         self.size_limit_bytes = int(size_limit_bytes)
         self.timeout_s = timeout_s
         self.flush_every = flush_every
         self.write_behind = write_behind
         self.queue_size = queue_size
         self._reset_process_state(None)
+
+    def version_of(self, kind: str) -> str:
+        """``<byte format>.<kind version>``: the version part of the kind's keys and tags."""
+        if kind not in self.kinds:
+            raise KeyError(f"the store has no kind {kind!r} (known: {', '.join(self.kinds)})")
+        return f"{FORMAT_VERSION}.{self.kinds[kind]}"
 
     def _reset_process_state(self, pid: int | None) -> None:
         self._pid = pid
@@ -232,7 +244,7 @@ class Store:
     def lookup(self, kind: str, fields: dict[str, Any], check: Check | None = None) -> tuple[dict[str, Any], Arrays] | None:
         """The stored (header, arrays) for exactly these fields, or None (counted). ``check``
         returns a problem with well-formed arrays of the wrong shape or dtype (then: corrupt)."""
-        key = entry_key(kind, fields)
+        key = entry_key(kind, self.version_of(kind), fields)
         try:
             blob = self.entries.get(key, default=None, retry=True)
         except (diskcache.Timeout, sqlite3.Error, OSError):
@@ -250,7 +262,7 @@ class Store:
             self.count(kind, "corrupt")
             self.delete(key)
             return None
-        if header.get("kind") != kind or header.get("version") != version_of(kind) or header.get("fields") != fields:
+        if header.get("kind") != kind or header.get("version") != self.version_of(kind) or header.get("fields") != fields:
             self.count(kind, "stale")  # only a digest collision or a key-scheme bug gets here
             return None
         self.count(kind, "hits")
@@ -300,10 +312,10 @@ class Store:
         self, kind: str, config_id: str, fields: dict[str, Any], arrays: Arrays,
         meta: dict[str, Any] | None, bit_arrays: tuple[str, ...],
     ) -> bool:
-        header = {"kind": kind, "version": version_of(kind), "fields": fields, "meta": meta or {}}
+        header = {"kind": kind, "version": self.version_of(kind), "fields": fields, "meta": meta or {}}
         pieces = _Pieces(encode_chunks(header, arrays, bit_arrays))
         try:
-            ok = bool(self.entries.set(entry_key(kind, fields), pieces, read=True, tag=entry_tag(kind, config_id),
+            ok = bool(self.entries.set(entry_key(kind, self.version_of(kind), fields), pieces, read=True, tag=entry_tag(kind, self.version_of(kind), config_id),
                                        retry=True))
         except (diskcache.Timeout, sqlite3.Error, OSError):
             ok = False
@@ -326,7 +338,7 @@ class Store:
         return arrays, meta
 
     def contains(self, kind: str, fields: dict[str, Any]) -> bool:
-        return entry_key(kind, fields) in self.entries
+        return entry_key(kind, self.version_of(kind), fields) in self.entries
 
     def read_raw(self, key: str) -> bytes | None:
         return self.entries.get(key, default=None, retry=True)
@@ -395,7 +407,7 @@ class Store:
     def read_stats(self) -> dict[str, dict[str, int]]:
         """{kind: {event: count}} as persisted, after this process's queued writes and counts."""
         self.finish()
-        out = {kind: dict.fromkeys(EVENTS, 0) for kind in KINDS}
+        out = {kind: dict.fromkeys(EVENTS, 0) for kind in self.kinds}
         for name in self.stats.iterkeys():
             kind, _, event = str(name).partition("/")
             if kind in out and event in out[kind]:
@@ -409,17 +421,9 @@ class Store:
         self.stats.clear(retry=True)
 
 
-def user_cache_dir(cfg: CacheConfig) -> Path:
-    """``cache.dir``, else $XDG_CACHE_HOME/ocrkit, else ~/.cache/ocrkit."""
-    if cfg.dir:
-        return Path(cfg.dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ocrkit"
-
-
-def open_store(cfg: CacheConfig) -> Store | None:
+def open_store(cfg: CacheConfig, kinds: dict[str, int]) -> Store | None:
     """The store a config speaks about (None when ``cache.enabled`` is false). Opening is lazy:
     nothing touches the disk until the first lookup."""
     if not cfg.enabled:
         return None
-    return Store(user_cache_dir(cfg) / "store", int(cfg.size_limit_gb * 1e9), cfg.timeout_s)
+    return Store(user_cache_dir(cfg) / "store", int(cfg.size_limit_gb * 1e9), kinds, cfg.timeout_s)

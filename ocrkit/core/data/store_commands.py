@@ -1,4 +1,5 @@
-"""What the `ocrkit maps precompute` and `ocrkit cache ...` commands do, as functions."""
+"""What the ``ocrkit cache ...`` commands do, as functions: status, health, validate, clear and
+export of the data store (the kinds this package keeps in it: data/cached.py)."""
 
 from __future__ import annotations
 
@@ -17,100 +18,22 @@ from ocrkit.core.data.image import load_image
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.progress import track
-from ocrkit.core.store.codec import CorruptEntry, decode
-from ocrkit.core.store.layers import (
-    MAP_BITS, MapsLayer, check_image, check_maps, check_tensor, image_config,
-    maps_config, produce_image, produce_maps, produce_tensor, source_digest, tensor_config,
+from ocrkit.core.data.cached import (
+    check_image, check_maps, check_tensor, config_id, image_config, maps_config, produce_image, produce_maps,
+    source_digest,
+    produce_tensor, tensor_config,
 )
-from ocrkit.core.store.monitor import hit_rate, lookups
-from ocrkit.core.store.store import EVENTS, KINDS, Store, open_store, parse_tag, version_of
-
-# ---------------------------------------------------------------- maps precompute
-
-
-@dataclass
-class PrecomputeReport:
-    total: int = 0
-    present: int = 0
-    computed: int = 0
-    failed_writes: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-_worker: dict[str, Any] = {}
-
-
-def _init_worker(store: Store, data_cfg: DataConfig, maps_cfg: MapsConfig) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    _worker["layer"] = MapsLayer(store, data_cfg, maps_cfg)
-
-
-def _precompute_one(sample: Sample) -> str:
-    """"present" | "computed" | "failed_write" | an error message."""
-    layer: MapsLayer = _worker["layer"]
-    try:
-        fields = layer.fields(source_digest(sample.image_path), sample)
-        if layer.store.contains("maps", fields):
-            return "present"
-        _, maps = produce_maps(load_image(sample.image_path), sample.polygons, sample.ignore,
-                               layer.train_size, layer.maps_cfg)
-        ok = layer.store.write("maps", layer.config_id, fields, maps, {"path": str(sample.image_path)}, MAP_BITS,
-                               sync=True)
-        return "computed" if ok else "failed_write"
-    except InputError as exc:
-        return str(exc)
-
-
-def precompute_maps(
-    samples: Sequence[Sample], data_cfg: DataConfig, maps_cfg: MapsConfig, store: Store, workers: int,
-    progress: bool = True,
-) -> PrecomputeReport:
-    """Fill the maps of ``samples`` at the deterministic training geometry; present entries are
-    skipped, so an interrupted run is finished by running it again."""
-    report = PrecomputeReport(total=len(samples))
-    if workers > 0:
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with context.Pool(workers, _init_worker, (store, data_cfg, maps_cfg)) as pool:
-            outcomes = pool.imap_unordered(_precompute_one, samples, chunksize=4)
-            _tally(report, track(outcomes, "precomputing maps", total=len(samples), enabled=progress))
-    else:
-        _init_worker(store, data_cfg, maps_cfg)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        outcomes = (_precompute_one(s) for s in samples)
-        _tally(report, track(outcomes, "precomputing maps", total=len(samples), enabled=progress))
-    store.flush_stats()
-    return report
-
-
-def precompute_job(cfg: OcrkitConfig, workers: int, progress: bool = True) -> PrecomputeReport:
-    from ocrkit.core.data.formats import load_dataset
-
-    store = open_store(cfg.cache)
-    if store is None:
-        raise OcrkitError("the store is disabled (cache.enabled = false): nowhere to precompute into")
-    samples = load_dataset(cfg.data.train, cfg.data.skip_bad).samples
-    return precompute_maps(samples, cfg.data, cfg.maps, store, workers, progress)
-
-
-def _tally(report: PrecomputeReport, outcomes) -> None:
-    for outcome in outcomes:
-        if outcome == "present":
-            report.present += 1
-        elif outcome == "computed":
-            report.computed += 1
-        elif outcome == "failed_write":
-            report.failed_writes += 1
-        else:
-            report.errors.append(outcome)
-
+from ocrkit.core.data.kinds import KINDS
+from ocrkit.core.store.codec import CorruptEntry, decode
+from ocrkit.core.store.events import EVENTS
+from ocrkit.core.store.stats import hit_rate, lookups
+from ocrkit.core.store.store import Store, parse_tag
 
 # ---------------------------------------------------------------- status
 
 
 def current_config_ids(cfg: OcrkitConfig) -> dict[str, str]:
     """The config id each kind's entries get under this config."""
-    from ocrkit.core.store.layers import config_id
-
     return {"image": config_id(image_config()), "maps": config_id(maps_config(cfg.data, cfg.maps)),
             "tensor": config_id(tensor_config(cfg.data))}
 
@@ -122,7 +45,7 @@ def status(store: Store, cfg: OcrkitConfig) -> dict[str, Any]:
         kind, version, cid = parse_tag(tag)
         groups.append({
             "kind": kind, "version": version, "config": cid, "entries": n, "bytes": size,
-            "current_version": kind in KINDS and version == version_of(kind),
+            "current_version": kind in KINDS and version == store.version_of(kind),
             "current_config": current.get(kind) == cid,
         })
     return {
@@ -131,7 +54,7 @@ def status(store: Store, cfg: OcrkitConfig) -> dict[str, Any]:
         "size_limit_bytes": store.size_limit_bytes,
         "entries": sum(g["entries"] for g in groups),
         "groups": groups,
-        "current": {kind: {"version": version_of(kind), "config": current[kind]} for kind in KINDS},
+        "current": {kind: {"version": store.version_of(kind), "config": current[kind]} for kind in KINDS},
     }
 
 
@@ -240,7 +163,7 @@ def _validate_entry(store: Store, key: str, report: ValidateReport) -> bool:
     except (CorruptEntry, KeyError, TypeError, ValueError):
         report.corrupt.append(key)
         return False
-    if kind not in KINDS or header["version"] != version_of(kind):
+    if kind not in KINDS or header["version"] != store.version_of(kind):
         report.stale.append(key)
         return False
     path = Path(meta.get("path", ""))
@@ -290,7 +213,7 @@ def clear(store: Store, everything: bool, stale: bool, kind: str | None) -> int:
     removed = 0
     for tag in store.tag_summary():
         tag_kind, version, _ = parse_tag(tag)
-        current = tag_kind in KINDS and version == version_of(tag_kind)
+        current = tag_kind in KINDS and version == store.version_of(tag_kind)
         if (stale and not current) or (kind is not None and tag_kind == kind):
             removed += store.evict(tag) if tag is not None else _delete_untagged(store)
     return removed

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.store.layers import ImageLayer
+from ocrkit.core.data.cached import ImageLayer
 
 
 @dataclass

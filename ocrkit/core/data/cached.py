@@ -1,4 +1,4 @@
-"""What the store holds, and how each kind is keyed, produced and re-checked.
+"""The data that ocrkit keeps in the store: how each kind is keyed, produced and re-checked.
 
 Three layers, each a pure function of its fields (docs/store.md has the table):
 
@@ -33,16 +33,23 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from ocrkit.core.config import DataConfig, MapsConfig
+from ocrkit.core.config import CacheConfig, DataConfig, MapsConfig
 from ocrkit.core.data.image import eval_content, load_image
+from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.errors import InputError
 from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, make_db_maps
 from ocrkit.core.geometry.transform import ResizeTransform
-from ocrkit.core.store.store import Arrays, Store, StoreUnavailable, digest
+from ocrkit.core.store.store import Arrays, Store, StoreUnavailable, digest, open_store
 
 MAP_BITS = BINARY_MAP_KEYS
 DECODER = "pil-exif-rgb-uint8"
+
+
+def open_data_store(cfg: CacheConfig) -> Store | None:
+    """The store of ``cfg.cache`` holding ocrkit's image, maps and tensor entries (None when the
+    cache is disabled)."""
+    return open_store(cfg, KIND_VERSIONS)
 
 
 def source_digest(path: str | Path) -> str:
