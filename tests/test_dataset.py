@@ -12,7 +12,7 @@ import torch
 from conftest import make_icdar_dir, random_quad
 
 from ocrkit.core.config import AugmentConfig, DataConfig, MapsConfig
-from ocrkit.core.data.augment import augment, build_augmenter, choose_crop
+from ocrkit.core.data.augment import build_augmenter, choose_crop
 from ocrkit.core.data.dataset import (
     MAP_KEYS,
     EpochSampler,
@@ -95,7 +95,7 @@ def test_polygons_move_with_the_pixels():
 def test_flip_keeps_the_polygon_winding_and_mirrors_text():
     cfg = data_cfg(rotate=0.0, scale=(1.0, 1.0), flip=1.0)
     image, quads = red_scene(3, n=1)
-    out, polygons, _ = augment(image, quads, [False], 0, cfg)
+    out, polygons, _ = build_augmenter(cfg)(image, quads, [False], 0)
     assert np.sign(polygon_area(polygons[0])) == np.sign(polygon_area(quads[0]))
     assert polygons[0][:, 0].mean() > 96 - 1 - quads[0][:, 0].mean() * 96 / 160 - 2  # mirrored
     assert red_mask(out)[polygon_mask(polygons, out.shape[:2])].mean() > 0.8
@@ -106,16 +106,16 @@ def test_same_seed_same_output_and_no_global_random_state():
     image, quads = red_scene(1)
     ignore = [False, True, False]
     np.random.seed(1), random.seed(1), torch.manual_seed(1)
-    first = augment(image, quads, ignore, 1234, cfg)
+    first = build_augmenter(cfg)(image, quads, ignore, 1234)
     state = (np.random.get_state()[1].copy(), random.getstate(), torch.get_rng_state().clone())
     np.random.seed(99), random.seed(99), torch.manual_seed(99)
-    second = augment(image, quads, ignore, 1234, cfg)
+    second = build_augmenter(cfg)(image, quads, ignore, 1234)
     assert outputs_equal(first, second)
     np.random.seed(1), random.seed(1), torch.manual_seed(1)
-    augment(image, quads, ignore, 5, cfg)
+    build_augmenter(cfg)(image, quads, ignore, 5)
     after = (np.random.get_state()[1], random.getstate(), torch.get_rng_state())
     assert np.array_equal(state[0], after[0]) and state[1] == after[1] and torch.equal(state[2], after[2])
-    others = [augment(image, quads, ignore, seed, cfg) for seed in (1235, 1236, 1237)]
+    others = [build_augmenter(cfg)(image, quads, ignore, seed) for seed in (1235, 1236, 1237)]
     assert not any(outputs_equal(first, other) for other in others)
 
 
@@ -139,24 +139,24 @@ def test_transforms_draw_independent_parameters():
 def test_disabled_augmentation_only_fits_and_pads():
     cfg = DataConfig(train_size=(96, 96), augment=AugmentConfig(enabled=False))
     image, quads = red_scene(2, h=128, w=160)
-    out, polygons, ignore = augment(image, quads, [False, True, False], 7, cfg)
+    out, polygons, ignore = build_augmenter(cfg)(image, quads, [False, True, False], 7)
     scale = np.array([96 / 160, 77 / 128], np.float32)  # the long side fits; 77 rows, padded to 96
     np.testing.assert_allclose(polygons[0], quads[0] * scale, rtol=1e-6)
     assert ignore == [False, True, False]
     assert np.array_equal(out[:77], cv2.resize(image, (96, 77), interpolation=cv2.INTER_AREA))
     assert not out[77:].any()
-    assert outputs_equal((out, polygons, ignore), augment(image, quads, [False, True, False], 8, cfg))
+    assert outputs_equal((out, polygons, ignore), build_augmenter(cfg)(image, quads, [False, True, False], 8))
 
 
 def test_images_without_text_and_annotations_beyond_the_image():
     image = np.full((128, 160, 3), GREY, np.uint8)
     for enabled in (True, False):
         cfg = data_cfg(enabled=enabled)
-        out, polygons, ignore = augment(image, [], [], 3, cfg)
+        out, polygons, ignore = build_augmenter(cfg)(image, [], [], 3)
         assert out.shape == (96, 96, 3) and polygons == [] and ignore == []
     beyond = np.array([[170, 10], [200, 10], [200, 30], [170, 30]], np.float32)  # right of the image
     inside = np.array([[10, 10], [60, 10], [60, 40], [10, 40]], np.float32)
-    out, polygons, ignore = augment(image, [beyond, inside], [True, False], 3, data_cfg(enabled=False))
+    out, polygons, ignore = build_augmenter(data_cfg(enabled=False))(image, [beyond, inside], [True, False], 3)
     assert ignore == [False] and np.allclose(polygons[0], inside * 0.6, atol=0.1)
 
 
@@ -366,7 +366,6 @@ def test_workers_do_not_deadlock_after_the_parent_used_opencv(tmp_path):
 
 def test_fixed_crop_keeps_the_scale_and_finds_text():
     from ocrkit.core.config import AugmentConfig, DataConfig
-    from ocrkit.core.data.augment import augment
 
     image = np.full((400, 480, 3), 200, np.uint8)
     word = np.array([[300, 300], [380, 300], [380, 330], [300, 330]], np.float32)
@@ -377,7 +376,7 @@ def test_fixed_crop_keeps_the_scale_and_finds_text():
     )
     found = 0
     for seed in range(20):
-        out, polys, flags = augment(image, [word], [False], seed, cfg)
+        out, polys, flags = build_augmenter(cfg)(image, [word], [False], seed)
         assert out.shape[:2] == (96, 128)
         if polys:
             found += 1

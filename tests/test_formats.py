@@ -22,7 +22,7 @@ def test_real_sample_reads_with_bom(icdar_sample):
     loaded = load_icdar_dir(icdar_sample)
     assert len(loaded.samples) == 10
     assert sum(len(s.polygons) for s in loaded.samples) == 82
-    assert sum(s.care_count for s in loaded.samples) == 21
+    assert sum(not flag for s in loaded.samples for flag in s.ignore) == 21
     first = read_icdar_gt(icdar_sample / "gts" / "gt_img_1.txt")
     np.testing.assert_array_equal(first[0][0], [[377, 117], [463, 117], [465, 130], [378, 130]])
     assert first[2][0] == "Genaxis Theatre"  # the BOM did not leak into anything

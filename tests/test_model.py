@@ -7,9 +7,13 @@ import torch
 from torch import nn
 
 from ocrkit.core.config import ModelConfig
-from ocrkit.core.model import DBNet, ResNet, build_model, count_parameters
+from ocrkit.core.model import DBNet, ResNet, build_model
 
 TINY = {"base_width": 8, "inner_channels": 32, "head_channels": 8}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def tiny_model(backbone: str = "resnet18") -> DBNet:

@@ -62,8 +62,8 @@ def test_icdar_layout_reads_back_with_matching_counts(small_set) -> None:
     for split in (summary.train, summary.val):
         samples = load_icdar_dir(split.root).samples
         assert len(samples) == split.images
-        assert sum(s.care_count for s in samples) == split.care_words
-        assert sum(len(s.polygons) - s.care_count for s in samples) == split.dont_care_words
+        assert sum(not flag for s in samples for flag in s.ignore) == split.care_words
+        assert sum(flag for s in samples for flag in s.ignore) == split.dont_care_words
         for sample in samples:
             assert all(p.shape == (4, 2) for p in sample.polygons)
             assert all(t == "###" if ign else (t.isalnum() and 2 <= len(t) <= 12)

@@ -96,18 +96,6 @@ def build_augmenter(data_cfg: DataConfig) -> Augmenter:
     return Augmenter(geometric, photometric, data_cfg)
 
 
-def augment(
-    image: np.ndarray,
-    polygons: Sequence[np.ndarray],
-    ignore: Sequence[bool],
-    rng_seed: int,
-    data_cfg: DataConfig,
-) -> tuple[np.ndarray, Polygons, list[bool]]:
-    """One augmented training sample at ``data_cfg.train_size`` (H, W); a pure function of
-    ``rng_seed``. Build the augmenter once with ``build_augmenter`` in hot loops."""
-    return build_augmenter(data_cfg)(image, polygons, ignore, rng_seed)
-
-
 def sample_generators(rng_seed: int) -> tuple[np.random.Generator, random.Random, np.random.Generator]:
     """(numpy, python) generators for albumentations and an independent numpy one for the crop."""
     albu, crop_stream = np.random.SeedSequence(int(rng_seed) % 2**64).spawn(2)

@@ -29,7 +29,3 @@ class Sample:
     @property
     def stem(self) -> str:
         return self.image_path.stem
-
-    @property
-    def care_count(self) -> int:
-        return sum(not flag for flag in self.ignore)

@@ -47,10 +47,6 @@ class RunLogger:
                 self.tb.add_scalar(tag, value, step)
         self._csv_handle.flush()
 
-    def image(self, tag: str, rgb, step: int) -> None:
-        if self.tb is not None:
-            self.tb.add_image(tag, rgb, step, dataformats="HWC")
-
     def close(self) -> None:
         self._csv_handle.close()
         if self.tb is not None:

@@ -1,6 +1,6 @@
 """DBNet model and loss (pure torch; no I/O)."""
 
-from ocrkit.core.model.dbnet import DBNet, approximate_binary_map, build_model, count_parameters
+from ocrkit.core.model.dbnet import DBNet, approximate_binary_map, build_model
 from ocrkit.core.model.head import DBHead
 from ocrkit.core.model.loss import DBLoss, balanced_bce_with_logits, dice_loss, masked_l1
 from ocrkit.core.model.neck import FPN
@@ -15,7 +15,6 @@ __all__ = [
     "approximate_binary_map",
     "balanced_bce_with_logits",
     "build_model",
-    "count_parameters",
     "dice_loss",
     "masked_l1",
     "resnet18",

@@ -58,7 +58,3 @@ class DBNet(nn.Module):
 
 def build_model(cfg: ModelConfig) -> DBNet:
     return DBNet(cfg)
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
