@@ -1,8 +1,9 @@
 """ResNet-18 / ResNet-50 trunks in plain torch (torchvision is not installable here).
 
-Module names follow torchvision (``conv1``, ``bn1``, ``layer1``..``layer4``, ``downsample``), so
-an ImageNet state dict from torchvision loads with ``strict=False`` (only ``fc.*`` is left over)
-when ``base_width`` is 64. The classifier is left out: the detector needs only the four stages.
+Parameter names follow torchvision's ResNet layout (``conv1``, ``bn1``, ``layer1``..``layer4``,
+``downsample``), but no pretrained weights are loaded anywhere in ocrkit: training starts from the
+random initialisation of ``weight_init.init_weights``. The classifier is left out: the detector
+needs only the four stages.
 """
 
 from __future__ import annotations
