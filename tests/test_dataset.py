@@ -447,3 +447,39 @@ def test_pin_memory_only_for_a_cuda_model_unless_set():
     assert pin_memory_for(DataConfig(), cpu) is False and pin_memory_for(DataConfig(), cuda) is True
     assert pin_memory_for(DataConfig(pin_memory=False), cuda) is False
     assert pin_memory_for(DataConfig(pin_memory=True), cpu) is True
+
+
+def _old_resize_to_fit_plan(h: int, w: int, th: int, tw: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """resize_to_fit's own planning before it used plan_resize: (content, padded)."""
+    scale = min(th / h, tw / w)
+    return (min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale)))), (th, tw)
+
+
+def test_resize_to_fit_plans_with_plan_resize_exactly_as_before(monkeypatch):
+    """The content clamp min(target, ·) that resize_to_fit had is a no-op (the side that fits
+    rounds to the target itself, the other is smaller); the only real difference from evaluation
+    is the padding, now plan_resize(pad_to_target=True)."""
+    from ocrkit.core.data import augment
+    from ocrkit.core.geometry.transform import plan_resize
+
+    sides = [*range(1, 300), *range(300, 6001, 97), 4095, 4096, 4097]
+    targets = [(96, 96), (96, 128), (128, 96), (256, 256), (320, 320), (640, 640), (736, 1280), (1280, 736), (32, 1280)]
+    for th, tw in targets:  # every h against a spread of w, and every (h, w) pair for a few h
+        for h in sides:
+            for w in sides if h in (1, 2, 3, 31, 32, 33, 96, 97, 255, 256, 257) else sides[h % 11 :: 11]:
+                t = plan_resize((h, w), (th, tw), keep_ratio=True, pad_to_target=True)
+                assert (t.content_size, t.padded_size) == _old_resize_to_fit_plan(h, w, th, tw), (h, w, th, tw)
+
+    calls = []
+    monkeypatch.setattr(augment, "plan_resize", lambda *a, **k: calls.append((a, k)) or plan_resize(*a, **k))
+    rng = np.random.default_rng(0)
+    for h, w in [(1, 1), (1, 500), (500, 1), (77, 160), (96, 96), (191, 97), *rng.integers(1, 1500, (40, 2))]:
+        image = np.full((int(h), int(w), 3), 7, np.uint8)
+        quad = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32) * 0.5
+        for size in [(96, 96), (96, 128), (640, 640)]:
+            out, polys, flags, t = augment.resize_to_fit(image, [quad], [False], size)
+            content, padded = _old_resize_to_fit_plan(int(h), int(w), *size)
+            assert (t.orig_size, t.content_size, t.padded_size) == ((h, w), content, padded)
+            assert out.shape == (*size, 3) and out[: content[0], : content[1]].all() and not out[content[0]:].any()
+            assert flags == [False] and np.array_equal(polys[0], quad * np.float32([t.scale_x, t.scale_y]))
+    assert len(calls) == 46 * 3

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from ocrkit.core.config import AugmentConfig, DataConfig  # noqa: E402
 from ocrkit.core.data.image import apply_resize  # noqa: E402
 from ocrkit.core.geometry.maps import polygon_area  # noqa: E402
-from ocrkit.core.geometry.transform import ResizeTransform  # noqa: E402
+from ocrkit.core.geometry.transform import ResizeTransform, plan_resize  # noqa: E402
 
 Polygons = list[np.ndarray]
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
@@ -228,12 +228,9 @@ def resize_to_fit(
 ) -> tuple[np.ndarray, Polygons, list[bool], ResizeTransform]:
     """Scale to fit inside ``size`` (H, W) keeping the aspect ratio, pad bottom/right with 0.
     Polygons that land wholly outside the content (annotations beyond the image) are dropped."""
-    (h, w), (th, tw) = image.shape[:2], size
-    scale = min(th / h, tw / w)
-    content = (min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale))))
-    transform = ResizeTransform((h, w), content, (th, tw))
+    transform = plan_resize(image.shape[:2], size, keep_ratio=True, pad_to_target=True)
     moved = [transform.forward(p) for p in polygons]
-    kept, flags = _drop_outside(moved, ignore, *content)
+    kept, flags = _drop_outside(moved, ignore, *transform.content_size)
     return apply_resize(image, transform), kept, flags, transform
 
 

@@ -52,13 +52,21 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def plan_resize(
-    orig_size: tuple[int, int], target_size: tuple[int, int], keep_ratio: bool, pad_multiple: int = 32
+    orig_size: tuple[int, int],
+    target_size: tuple[int, int],
+    keep_ratio: bool,
+    pad_multiple: int = 32,
+    *,
+    pad_to_target: bool = False,
 ) -> ResizeTransform:
     """How an image of ``orig_size`` enters a network whose input is at most ``target_size``.
 
     ``keep_ratio=False`` stretches to exactly the target (DB's ICDAR-2015 protocol at 736×1280);
-    ``keep_ratio=True`` scales to fit inside the target and pads bottom/right to a multiple of
-    ``pad_multiple`` (mmocr's choice).
+    ``keep_ratio=True`` scales to fit inside the target (the content never exceeds it: the
+    rounded side that fits is the target's side itself) and pads bottom/right to a multiple of
+    ``pad_multiple`` (mmocr's choice, for evaluation: as little padding as the network allows).
+    ``pad_to_target=True`` pads to exactly ``target_size`` instead (training: every sample of a
+    batch must have the same size to be stacked); ``pad_multiple`` is then unused.
     """
     (h, w), (th, tw) = orig_size, target_size
     if h <= 0 or w <= 0:
@@ -67,4 +75,6 @@ def plan_resize(
         return ResizeTransform((h, w), (th, tw), (th, tw))
     scale = min(th / h, tw / w)
     ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
+    if pad_to_target:
+        return ResizeTransform((h, w), (ch, cw), (th, tw))
     return ResizeTransform((h, w), (ch, cw), (_round_up(ch, pad_multiple), _round_up(cw, pad_multiple)))
