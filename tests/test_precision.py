@@ -15,6 +15,7 @@ from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthMonitor, HealthStop, StepHealth, UpdateProbe, probe_overflow_path
 from ocrkit.core.engine.precision import PrecisionPolicy
+from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import ConfigError, OcrkitError
 from ocrkit.core.model import DBLoss, build_model
@@ -94,10 +95,33 @@ def test_gradient_accumulation_equals_one_big_batch_with_one_unscale_per_step():
 def test_a_scaler_is_only_for_fp16():
     with pytest.raises(ConfigError, match="only for 16-mixed"):
         load_config(overrides=["train.precision=bf16", "train.scaler.enabled=true"])
-    with pytest.raises(ConfigError, match="needs loss scaling"):
-        load_config(overrides=["train.precision=16", "train.scaler.enabled=false"])
+    for enabled in ("true", "false"):  # auto chooses the scaler with the mode
+        with pytest.raises(ConfigError, match="auto decides itself"):
+            load_config(overrides=["train.precision=auto", f"train.scaler.enabled={enabled}"])
     assert load_config(overrides=["train.precision=16"]).train.precision == "16-mixed"
     assert PrecisionPolicy("bf16-mixed", CPU).scaler is None
+
+
+@pytest.mark.parametrize("enabled, scaled", [(None, True), (True, True), (False, False)])
+def test_scaler_enabled_is_honoured_for_fp16(enabled, scaled):
+    """scaler.enabled = false trains 16-mixed without a GradScaler (fp16 gradient underflow is then
+    the user's risk); unset or true keeps loss scaling."""
+    overrides = [] if enabled is None else [f"train.scaler.enabled={str(enabled).lower()}"]
+    cfg = load_config(overrides=["train.precision=16-mixed", *overrides])
+    policy = PrecisionPolicy(cfg.train.precision, CPU, cfg.train.scaler)
+    assert policy.dtype == torch.float16 and (policy.scaler is not None) == scaled
+    model, x, y = linear_problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    policy.backward(nn.functional.mse_loss(model(x), y))
+    expected_grad = 2 * (model(x) - y).T @ x / y.numel()  # d mse / d weight, unscaled
+    scale = 2.0**16 if scaled else 1.0
+    torch.testing.assert_close(model.weight.grad, scale * expected_grad, rtol=1e-4, atol=0)
+    assert policy.state_dict() == ({} if not scaled else policy.scaler.state_dict())
+    model.weight.grad[0, 0] = math.inf  # with or without a scaler, an overflow skips the step
+    outcome = policy.step(optimizer, model.parameters(), clip=None)
+    assert not outcome.stepped and torch.equal(model.weight, before)
+    assert outcome.scale == (2.0**15 if scaled else 1.0)
 
 
 def test_fp16_on_cpu_builds_a_scaler_without_a_hard_coded_claim():
@@ -267,7 +291,7 @@ def make_trainer(synth: Path, tmp_path: Path, *overrides: str) -> Trainer:
     samples = load_dataset(str(synth / "train")).samples
     val = load_dataset(str(synth / "val")).samples
     (tmp_path / "run").mkdir(parents=True)
-    return Trainer(cfg, tmp_path / "run", samples, val, CPU)
+    return Trainer(cfg, tmp_path / "run", TrainData(cfg, samples, val), CPU)
 
 
 def test_trainer_stops_when_a_gradient_hook_masks_overflow(synth, tmp_path):
@@ -345,8 +369,9 @@ def test_gradient_accumulation_counts_optimizer_steps_and_resumes_exactly(synth,
     from ocrkit.core.engine.checkpoint import load_checkpoint
 
     ckpt = tmp_path / "b" / "run" / "last.pt"
-    resumed = Trainer(tiny_cfg("train.batch_size=2", "train.accumulate=2", "train.epochs=2"), ckpt.parent,
-                      first.dataset.samples, first.val_samples, CPU, resume_state=(load_checkpoint(ckpt), ckpt))
+    resumed_cfg = tiny_cfg("train.batch_size=2", "train.accumulate=2", "train.epochs=2")
+    resumed = Trainer(resumed_cfg, ckpt.parent, TrainData(resumed_cfg, first.data.train, first.data.val), CPU,
+                      resume_state=(load_checkpoint(ckpt), ckpt))
     resumed.fit()
     assert resumed.state.step == 4
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
@@ -388,13 +413,13 @@ def test_ema_is_updated_only_after_real_steps_and_reported_beside_raw(synth, tmp
                            "health.overflow_probe=false")
     skip = {"now": False}
     trainer.model.prob_head.layers[0].weight.register_hook(lambda g: g * math.inf if skip["now"] else g)
-    real_step = trainer._train_step
+    real_step = trainer.optimizer_step
 
     def step_skipping_the_third(group):
         skip["now"] = trainer.state.step == 2
         return real_step(group)
 
-    trainer._train_step = step_skipping_the_third
+    trainer.optimizer_step = step_skipping_the_third
     result = trainer.fit()
     assert result.state.step == 4 and result.state.skipped_steps == 1
     assert trainer.ema.updates == 3

@@ -36,10 +36,11 @@ class PrecisionPolicy:
         self.dtype = AUTOCAST_DTYPES.get(precision)
         # Whether a mode is fast here is measured, not assumed: engine/probe.py.
         # Only fp16 needs loss scaling; bf16 has fp32's exponent range (the config rejects a
-        # scaler for any other precision).
+        # scaler for any other precision). scaler.enabled = false switches it off for fp16 too:
+        # small gradients then underflow to zero in fp16 (an experiment's choice, never a default).
         scaler = scaler or ScalerConfig()
         self.scaler = None
-        if precision == "16-mixed":
+        if precision == "16-mixed" and scaler.enabled is not False:
             self.scaler = torch.amp.GradScaler(
                 device.type, init_scale=scaler.init_scale, growth_interval=scaler.growth_interval
             )
