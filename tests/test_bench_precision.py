@@ -72,7 +72,7 @@ def test_strict_exits_non_zero_on_a_fail(synth, tmp_path):
     # a health stop (every step masked as skipped is hard to plant from the CLI; a zero skip-rate
     # budget with a scale floor above the initial scale fails 16-mixed at its first step)
     result = runner.invoke(app, [
-        "bench", "fp16-vs-fp32", "--precisions", "32,16", "--steps", "2", "--quiet", "--strict",
+        "bench", "fp16-vs-fp32", "--precisions", "32,16", "--steps", "2", "--quiet", "--strict", "--force",
         "--data", str(synth / "train"), "--val-data", str(synth / "val"), "--device", "cpu",
         "--set", f"log.dir={tmp_path}", "--set", "health.min_scale=1e9", *TINY,
     ])

@@ -125,20 +125,21 @@ def test_a_resumed_run_keeps_the_budget_plan(synth, tmp_path):
 def test_re_planning_follows_the_measured_step_time(synth, tmp_path):
     from ocrkit.core.config import load_config
     from ocrkit.core.data.formats import load_dataset
+    from ocrkit.core.data.train_data import TrainData
     from ocrkit.core.engine.trainer import Trainer
 
     cfg = load_config(overrides=["train.time_limit=100", "train.epochs=100000", "train.batch_size=4",
                                  "train.warmup_steps=10", "model.base_width=4", "model.inner_channels=16",
                                  "model.head_channels=4", "data.train_size=[64,64]"])
-    trainer = Trainer(cfg, tmp_path, load_dataset(str(synth / "train")).samples, [], torch.device("cpu"))
+    trainer = Trainer(cfg, tmp_path, TrainData(cfg, load_dataset(str(synth / "train")).samples, []), torch.device("cpu"))
     trainer.state.step, trainer.state.epoch = 20, 10
     trainer.state.planned_steps, trainer.state.planned_warmup = 40, 5  # a first plan, warm-up over
-    trainer._step_seconds = [1.0, 1.0]
-    trainer._replan_budget()
+    trainer.budget.step_seconds = [1.0, 1.0]
+    trainer.budget.at_epoch_end(trainer)
     at_one_second = trainer.total_steps
     assert 5900 < at_one_second <= 6020  # 100 min at 1 s a step (plus the 20 done)
-    trainer._step_seconds = [2.0, 2.0]
-    trainer._replan_budget()
+    trainer.budget.step_seconds = [2.0, 2.0]
+    trainer.budget.at_epoch_end(trainer)
     assert trainer.total_steps == pytest.approx(20 + (at_one_second - 20) / 2, abs=2)
     assert trainer.scheduler.lr_lambdas[0].total_steps == trainer.total_steps == trainer.state.planned_steps
     assert trainer.state.planned_warmup == 5  # an elapsed warm-up is not moved

@@ -214,11 +214,12 @@ def test_a_trainer_built_directly_resolves_auto_too(synth, tmp_path, monkeypatch
     # benches build trainers without `ocrkit train`; "auto" must never reach the policy unresolved
     from ocrkit.core.config import load_config
     from ocrkit.core.data.formats import load_dataset
+    from ocrkit.core.data.train_data import TrainData
     from ocrkit.core.engine.trainer import Trainer
 
     monkeypatch.setattr(probe_module, "StepTimer", FastBf16Timer)
     cfg = load_config(overrides=["train.precision=auto", f"cache.dir={tmp_path / 'cache'}", "model.base_width=4",
                                  "model.inner_channels=16", "model.head_channels=4", "data.train_size=[64,64]"])
     samples = load_dataset(str(synth / "train")).samples
-    trainer = Trainer(cfg, tmp_path, samples, [], torch.device("cpu"))
+    trainer = Trainer(cfg, tmp_path, TrainData(cfg, samples, []), torch.device("cpu"))
     assert trainer.policy.precision == "bf16-mixed" and trainer.cfg.train.precision == "bf16-mixed"

@@ -140,7 +140,7 @@ def cache_bench_job(
             torch.manual_seed(cfg.train.seed)
             model = build_model(cfg.model).to(resolve_device(cfg.train.device)).eval()
     if data is None and cfg.data.val is None:
-        plan_data(cfg, overfit_batches=0, progress=not quiet)  # the built-in set
+        cfg = plan_data(cfg, overfit_batches=0, progress=not quiet).cfg  # the built-in set's paths
     source = data or cfg.data.val
     samples = load_samples(source, cfg.data.skip_bad, "validation")
     return run_cache_bench(cfg, samples, repeats, full_pass, model), cfg, str(source)

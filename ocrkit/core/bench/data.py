@@ -32,6 +32,7 @@ from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers, pin_memory_for
 from ocrkit.core.data.sample import Sample
+from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.data.cached import ImageLayer, open_data_store
@@ -157,7 +158,7 @@ def measure_model(cfg: OcrkitConfig, samples: list[Sample], workers: list[int], 
         run_dir.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the CLI has shown the config's warnings once
-            result = Trainer(variant, run_dir, samples, [], device).fit()
+            result = Trainer(variant, run_dir, TrainData(variant, samples, []), device).fit()
         step = statistics.median(result.step_images_per_s[MODEL_WARMUP_STEPS:])
         train = statistics.median(result.images_per_s[MODEL_WARMUP_STEPS:])
         rows.append(ModelRow(n_workers, steps, step, train, max(0.0, 1 - train / step)))

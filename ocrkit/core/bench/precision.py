@@ -24,6 +24,7 @@ from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.probe import SKIP_RATIO, ProbeResult, probe_cache_dir, probe_precisions
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.engine.train_job import plan_data
+from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.progress import TrainProgress
@@ -134,15 +135,15 @@ def _train_one(cfg, precision, steps, train, val, device, run_dir: Path, progres
     variant = _variant_config(cfg, precision, steps)
     run_dir.mkdir(parents=True, exist_ok=True)
     progress = progress_factory(precision) if progress_factory else None
-    trainer = Trainer(variant, run_dir, train, val, device, progress=progress)
+    trainer = Trainer(variant, run_dir, TrainData(variant, train, val), device, progress=progress)
     reason = ""
     memory = PeakMemory(device)
     with memory:
         try:
             result = trainer.fit()
         except HealthStop as stop:
-            result, reason = trainer.result, f"health stop: {stop}"
-    health = trainer.health.summary()
+            result, reason = stop.result, f"health stop: {stop}"
+    health = result.health
     metrics = result.last_metrics
     return PrecisionRun(
         precision=precision,
@@ -159,7 +160,7 @@ def _train_one(cfg, precision, steps, train, val, device, run_dir: Path, progres
         hmean=metrics.hmean if metrics else None,
         delta_hmean=None,
         skipped_steps=health.skipped_steps,
-        min_scale=None if trainer.policy.scaler is None or math.isinf(health.min_scale) else health.min_scale,
+        min_scale=None if not result.loss_scaling or math.isinf(health.min_scale) else health.min_scale,
         verdict="",
         reason=reason,
         run_dir=str(run_dir),

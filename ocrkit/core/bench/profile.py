@@ -19,6 +19,7 @@ from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.profiling import STAGES
+from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.trainer import Trainer
 
 WARMUP_STEPS = 2  # allocator, first loader fill
@@ -43,7 +44,7 @@ def _one_run(cfg: OcrkitConfig, profile: bool, steps: int, train: list[Sample], 
     run_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same warnings for both variants; the CLI shows its own
-        result = Trainer(variant, run_dir, train, [], device).fit()
+        result = Trainer(variant, run_dir, TrainData(variant, train, []), device).fit()
     step_ms = [variant.train.batch_size * variant.train.accumulate * 1000 / ips for ips in result.images_per_s]
     breakdown = {stage: statistics.mean(epoch[stage] for epoch in result.profile) for stage in STAGES} if result.profile else {}
     return step_ms[WARMUP_STEPS:], result.losses, breakdown

@@ -13,20 +13,28 @@ a check: the trainer stops on it at once.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import statistics
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 
+from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.config import HealthConfig
+from ocrkit.core.engine.checkpoint import save_checkpoint
 from ocrkit.core.engine.precision import PrecisionPolicy, total_norm
 from ocrkit.core.errors import OcrkitError
 
 
 class HealthStop(OcrkitError):
-    """The monitor stopped the run; the message names the cause."""
+    """The monitor stopped the run; the message names the cause. ``result`` is the stopped
+    run's TrainResult (set by the trainer), for the benches that report it."""
+
+    result: Any = None
 
 
 @dataclass
@@ -89,6 +97,9 @@ class UpdateProbe:
 
 
 class HealthMonitor:
+    """Records every optimizer step's health and runs the configured checks (``health``
+    section) on it; keeps the run's and the current epoch's summaries."""
+
     def __init__(self, cfg: HealthConfig, uses_scaler: bool):
         self.cfg = cfg
         self.uses_scaler = uses_scaler
@@ -206,3 +217,109 @@ def probe_overflow_path(
             "or the finiteness check sees them; real overflows would be applied as garbage updates"
         )
     return None
+
+
+class HealthGuard:
+    """The trainer's reactions to what the monitor finds: stop the run (``health.action = stop``)
+    with a diagnostic file, or warn once per check and epoch; stop at once on a non-finite loss,
+    saving the weights and the batch; the epoch's health line and scalars.
+
+    Diagnostics go to ``<run>/diagnostics/<kind>_step<N>.json`` with the recent steps' records.
+    """
+
+    def __init__(self, cfg: HealthConfig, run_dir: Path, precision: str, uses_scaler: bool):
+        self.cfg, self.run_dir, self.precision, self.uses_scaler = cfg, run_dir, precision, uses_scaler
+        self.monitor = HealthMonitor(cfg, uses_scaler)
+        self._warned_this_epoch: set[str] = set()
+
+    def check_overflow_path(self, step: int, policy: PrecisionPolicy, model: torch.nn.Module,
+                            optimizer: torch.optim.Optimizer, clip: float | None) -> list[str]:
+        """The overflow probe, once before training (health.overflow_probe); returns warnings."""
+        if not (self.cfg.enabled and self.cfg.overflow_probe):
+            return []
+        problem = probe_overflow_path(policy, model, optimizer, clip)
+        return self.act_on(step, [("overflow_masked", problem)]) if problem else []
+
+    def record(self, h: StepHealth) -> list[str]:
+        """Record one optimizer step; stop or return the warnings to show."""
+        return self.act_on(h.step, self.monitor.record(h))
+
+    def act_on(self, step: int, problems: list[tuple[str, str]]) -> list[str]:
+        """Stop (health.action = stop) or return one warning per check and epoch."""
+        if not problems:
+            return []
+        text = "; ".join(message for _, message in problems)
+        self.monitor.reported.append(f"step {step}: {text}")
+        if self.cfg.action == "stop":
+            path = self.write_diagnostic("health", step, {"problems": [m for _, m in problems]})
+            raise HealthStop(f"training health check failed at step {step}: {text} (details: {path})")
+        warnings = []
+        for check, message in problems:
+            if check not in self._warned_this_epoch:
+                self._warned_this_epoch.add(check)
+                warnings.append(f"warning: step {step}: {message}")
+        return warnings
+
+    def stop_on_nonfinite_loss(self, step: int, terms: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                               stems: list[str], lr: float, scale: float, model: torch.nn.Module) -> NoReturn:
+        """Save the untouched weights and the batch beside a diagnostic, and stop."""
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        info = {"loss_terms": values, "lr": lr, "scale": scale, "samples": stems}
+        path = self.write_diagnostic("nonfinite_loss", step, info)
+        save_checkpoint(path.with_suffix(".pt"), {
+            "model": model.state_dict(), "batch": {k: v.cpu() for k, v in batch.items()}, **info,
+        })
+        self.monitor.reported.append(f"step {step}: non-finite loss ({shown})")
+        raise HealthStop(
+            f"non-finite loss at step {step} ({shown}); samples {', '.join(stems[:8])}; "
+            f"diagnostic saved to {path} and {path.with_suffix('.pt').name}; "
+            "lower train.lr, set train.grad_clip, or use bf16-mixed instead of 16-mixed"
+        )
+
+    def write_diagnostic(self, kind: str, step: int, info: dict) -> Path:
+        path = self.run_dir / "diagnostics" / f"{kind}_step{step:07d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recent = [asdict(h) for h in self.monitor.run.records[-self.cfg.window:]]
+        body = {"step": step, "precision": self.precision, **info, "recent_steps": recent}
+        write_text_atomic(path, json.dumps(body, indent=2, default=str))
+        return path
+
+    def step_values(self, h: StepHealth, skipped_total: int) -> dict[str, float]:
+        """The step's health scalars (train/lr among them)."""
+        values = {
+            "train/lr": h.lr,
+            "health/grad_norm": h.grad_norm,
+            "health/skipped": float(h.skipped),
+            "health/skipped_total": float(skipped_total),
+            "health/skip_rate": self.monitor.current_skip_rate(),
+        }
+        if h.update_ratio is not None:
+            values["health/update_ratio"] = h.update_ratio
+        if self.uses_scaler:
+            values["health/loss_scale"] = h.scale
+        return values
+
+    def end_epoch(self, epoch: int) -> tuple[dict[str, float], str | None]:
+        """The epoch's health: (scalars, one console line); nothing for an epoch without steps."""
+        self._warned_this_epoch = set()
+        h = self.monitor.end_epoch()
+        if not h.steps:
+            return {}, None
+        values = {"health_epoch/skip_rate": h.skip_rate, "health_epoch/skipped": float(h.skipped_steps),
+                  "health_epoch/nonfinite_grad_steps": float(h.nonfinite_grad_steps)}
+        if h.median_grad_norm is not None:
+            values["health_epoch/grad_norm_median"] = h.median_grad_norm
+        if h.median_update_ratio is not None:
+            values["health_epoch/update_ratio_median"] = h.median_update_ratio
+        if self.uses_scaler:
+            values["health_epoch/min_scale"] = h.min_scale
+        scale = f", scale {h.min_scale:g}..{h.max_scale:g}" if self.uses_scaler else ""
+        ratio = f", update {h.median_update_ratio:.2e}" if h.median_update_ratio is not None else ""
+        norm = f"{h.median_grad_norm:.3g}" if h.median_grad_norm is not None else "n/a"
+        line = (f"health epoch {epoch}: skipped {h.skipped_steps}/{h.steps} ({h.skip_rate:.1%}){scale}, "
+                f"grad norm median {norm}{ratio}, non-finite grads {h.nonfinite_grad_steps}")
+        return values, line
+
+    def summary(self) -> HealthSummary:
+        return self.monitor.summary()

@@ -14,6 +14,7 @@ from ocrkit.core.config import CacheConfig, OcrkitConfig, save_config
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.synth import generate_synthetic
+from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.checkpoint import load_checkpoint
 from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.probe import decision_document, resolve_precision
@@ -62,12 +63,17 @@ def load_samples(path: str | None, skip_bad: bool, what: str) -> list[Sample]:
 
 @dataclass
 class TrainPlan:
+    """The config a run trains with (data paths filled in) and its samples."""
+
     cfg: OcrkitConfig
     train: list[Sample]
     val: list[Sample]
 
 
 def plan_data(cfg: OcrkitConfig, overfit_batches: int, progress: bool) -> TrainPlan:
+    """Resolve the data a run trains on: the built-in set when ``data.train`` is unset, and the
+    ``--overfit-batches`` settings. Works on a copy: the caller's config is left as it was."""
+    cfg = cfg.model_copy(deep=True)
     if cfg.data.train is None:
         root = builtin_dataset(cfg.cache, progress)
         cfg.data.train = str(root / "train")
@@ -107,7 +113,8 @@ def run_training(
     progress = TrainProgress(enabled=not quiet, log_every=cfg.train.log_every)
     choose_precision(plan.cfg, device, run_dir, progress)
     save_config(plan.cfg, run_dir / "config.toml")  # with the precision the run really uses
-    trainer = Trainer(plan.cfg, run_dir, plan.train, plan.val, device, resume_state, init_state, progress)
+    data = TrainData(plan.cfg, plan.train, plan.val, say=progress.message)
+    trainer = Trainer(plan.cfg, run_dir, data, device, resume_state, init_state, progress)
     return trainer.fit()
 
 
