@@ -1,7 +1,15 @@
-"""Checkpoints: written atomically, read back with clear errors, checked against the model."""
+"""Checkpoints: written atomically, read back with clear errors, checked against the model.
+
+A checkpoint holds only tensors and plain data (dicts, lists, str, int, float, bool, None: the
+config is saved as its JSON form, the counters as a dict), so it is read with
+``torch.load(weights_only=True)``: a file holding any other object is refused, never unpickled,
+so loading a foreign file cannot run its code.
+"""
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +22,7 @@ from ocrkit.core.errors import InputError
 from ocrkit.core.model import DBNet
 
 FORMAT = "ocrkit-checkpoint-v1"
+REQUIRED_KEYS = ("model", "config")  # what every use (eval, predict, resume, --init-from) reads
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -30,11 +39,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(path, "checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():  # a foreign pickle's protocol, not the user's concern
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # random bytes, or objects weights_only refuses to build
+        raise InputError(path, "not an ocrkit checkpoint: not a file of tensors and plain data") from None
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         raise InputError(path, f"not a readable checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(path, "not an ocrkit checkpoint")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise InputError(path, f"incomplete ocrkit checkpoint: no {', '.join(missing)}")
     return state
 
 
