@@ -68,6 +68,17 @@ def test_precision_list_needs_the_reference():
         parse_precisions("32,fp8")
 
 
+def test_precision_list_uses_the_config_aliases(monkeypatch):
+    import ocrkit.core.bench.precision as bench_precision
+    from ocrkit.core.config import PRECISION_ALIASES, TrainConfig, normalize_precision
+
+    for alias, full in PRECISION_ALIASES.items():
+        assert parse_precisions(f"32,{alias}")[-1] == full == TrainConfig(precision=alias).precision
+    seen = []
+    monkeypatch.setattr(bench_precision, "normalize_precision", lambda n: seen.append(n) or normalize_precision(n))
+    assert parse_precisions(" bf16 ,32,") == ["32-true", "bf16-mixed"] and seen == ["bf16", "32"]
+
+
 def test_strict_exits_non_zero_on_a_fail(synth, tmp_path):
     # a health stop (every step masked as skipped is hard to plant from the CLI; a zero skip-rate
     # budget with a scale floor above the initial scale fails 16-mixed at its first step)

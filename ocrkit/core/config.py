@@ -26,6 +26,14 @@ from ocrkit.core.errors import ConfigError
 
 ENV_PREFIX = "OCRKIT_"
 
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def normalize_precision(name: str) -> str:
+    """A precision's full name: the aliases "32", "16" and "bf16" become "32-true", "16-mixed" and
+    "bf16-mixed"; any other name comes back unchanged, for the caller to validate."""
+    return PRECISION_ALIASES.get(name, name)
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -196,7 +204,8 @@ class TrainConfig(Section):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_alias(cls, v: Any) -> Any:
-        return {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(str(v), v)
+        full = normalize_precision(str(v))
+        return full if full != str(v) else v  # not an alias: the value as given, for the Literal to judge
 
     @model_validator(mode="after")
     def _scaler_matches_precision(self) -> TrainConfig:

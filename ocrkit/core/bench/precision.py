@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ocrkit.core.bench.timing import PeakMemory, fixed_steps_variant, machine_info
-from ocrkit.core.config import OcrkitConfig
+from ocrkit.core.config import OcrkitConfig, normalize_precision
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.health import HealthStop
 from ocrkit.core.engine.device import resolve_device
@@ -62,8 +62,7 @@ class PrecisionRun:
 
 
 def parse_precisions(text: str) -> list[str]:
-    aliases = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
-    names = [aliases.get(p.strip(), p.strip()) for p in text.split(",") if p.strip()]
+    names = [normalize_precision(p.strip()) for p in text.split(",") if p.strip()]
     unknown = [n for n in names if n not in ("32-true", "16-mixed", "bf16-mixed")]
     if unknown:
         raise OcrkitError(f"--precisions: unknown {', '.join(unknown)}; expected 32-true, 16-mixed, bf16-mixed")
