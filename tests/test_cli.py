@@ -91,6 +91,15 @@ def test_data_synth_then_maps_check(tmp_path):
     assert_one_line_error(run("data", "synth", tmp_path / "bad", "--train", -1), "train")
 
 
+def test_maps_commands_without_data_give_one_line_errors(tmp_path):
+    """No Typer usage box: the same one-line error every other command gives."""
+    unset = {"OCRKIT_DATA__VAL": None, "OCRKIT_DATA__TRAIN": None}  # data.val and data.train at their default: unset
+    for command, key in (("check", "data.val"), ("precompute", "data.train")):
+        result = run("maps", command, env=unset)
+        assert_one_line_error(result, "--data", key)
+        assert "Usage:" not in result.output and "╭" not in result.output
+
+
 def test_maps_check_missing_data_and_skip_bad(tiny_icdar, tmp_path):
     assert_one_line_error(run("maps", "check", "--data", tmp_path / "absent"), "data path not found")
     (tiny_icdar / "gts" / "gt_img_1.txt").write_text("broken\n")

@@ -9,6 +9,7 @@ import typer
 
 from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_console, resolve_config
 from ocrkit.cli.eval_cmd import print_metrics
+from ocrkit.core.errors import OcrkitError
 
 app = typer.Typer(help="DB label maps: look at them, check what they can represent, precompute them.",
                   no_args_is_help=True)
@@ -49,7 +50,7 @@ def check(
 
     cfg = resolve_config(config, set_, data__val=str(data) if data else None, data__skip_bad=skip_bad)
     if cfg.data.val is None:
-        raise typer.BadParameter("give --data or set data.val")
+        raise OcrkitError("no data to check: give --data (or set data.val)")
     loaded = load_dataset(cfg.data.val, cfg.data.skip_bad)
     metrics = perfect_model_metrics(loaded.samples, cfg.data, cfg.maps, cfg.postprocess, progress=not json_out)
     print_metrics(metrics, json_out, title=f"perfect-model ceiling on {cfg.data.val}")
@@ -72,7 +73,7 @@ def precompute(
 
     cfg = resolve_config(config, set_, data__train=str(data) if data else None, data__skip_bad=skip_bad)
     if cfg.data.train is None:
-        raise typer.BadParameter("give --data or set data.train")
+        raise OcrkitError("no data to precompute: give --data (or set data.train)")
     report = precompute_job(cfg, workers)
     out_console.print(
         f"maps for {report.total} samples: {report.computed} computed, {report.present} already present, "
