@@ -43,7 +43,8 @@ def test_a_real_checkpoint_holds_only_tensors_and_plain_data_and_resumes(synth, 
     assert first.exit_code == 0, first.output
     checkpoint = tmp_path / "train" / "ck" / "last.pt"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # no allow-list needed
-    assert state["format"] == FORMAT and {"model", "optimizer", "scheduler", "train_state", "ema", "torch_rng"} <= set(state)
+    assert state["format"] == FORMAT
+    assert {"model", "optimizer", "scheduler", "train_state", "ema", "torch_rng"} <= set(state)
     assert load_checkpoint(checkpoint)["train_state"]["step"] == 3
     resumed = runner.invoke(app, ["train", "--resume", str(checkpoint.parent), "--quiet",
                                   "--set", "train.stop_at_step=1000"])
