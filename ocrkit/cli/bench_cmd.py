@@ -11,7 +11,6 @@ from rich.table import Table
 
 from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
 from ocrkit.core.atomic import write_text_atomic
-from ocrkit.core.bench.timing import machine_info
 
 app = typer.Typer(help="Benchmarks: compared variants side by side in one process.", no_args_is_help=True)
 
@@ -43,6 +42,7 @@ def maps(
     size (320/640/1280). Target: production at least 15x DB's algorithm on the dense case.
     """
     from ocrkit.core.bench.maps import results_as_dicts, run_maps_bench  # torch, numba: only here
+    from ocrkit.core.bench.runs import bench_document
 
     cfg = resolve_config(config, set_)
     results = run_maps_bench(sample_dir, size, images, repeats, cfg.maps, growth)
@@ -56,7 +56,7 @@ def maps(
                       f"{r.speedup_vs_db:.1f}×", f"{r.speedup_vs_oracle:.1f}×", f"{r.max_thresh_diff:.1e}",
                       str(r.binary_maps_identical), f"{r.db_max_thresh_diff:.1e}")
     out_console.print(table)
-    write_document({"machine": machine_info(), "results": results_as_dicts(results)}, json_file)
+    write_document(bench_document("maps", results=results_as_dicts(results)), json_file)
 
 
 @app.command("cache")

@@ -110,11 +110,11 @@ def run_cache_bench(
 
 
 def results_document(rows: list[CacheBenchRow], cfg: OcrkitConfig, repeats: int, data: str) -> dict:
-    from ocrkit.core.bench.timing import machine_info
+    from ocrkit.core.bench.runs import bench_document
 
-    return {"benchmark": "cache", "machine": machine_info(), "repeats": repeats, "data": data,
-            "eval_size": list(cfg.data.eval_size), "targets": {"warm_speedup_data_path": 6.0, "cold_overhead": 0.05},
-            "results": [asdict(r) for r in rows]}
+    return bench_document("cache", repeats=repeats, data=data, eval_size=list(cfg.data.eval_size),
+                          targets={"warm_speedup_data_path": 6.0, "cold_overhead": 0.05},
+                          results=[asdict(r) for r in rows])
 
 
 def cache_bench_job(

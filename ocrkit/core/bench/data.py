@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import statistics
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from ocrkit.core.bench.runs import bench_document, bench_setup, train_variant
 from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers, pin_memory_for
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.data.train_data import TrainData
-from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.data.cached import ImageLayer, open_data_store
 from ocrkit.core.data.preload import preload_images
@@ -154,11 +152,7 @@ def measure_model(cfg: OcrkitConfig, samples: list[Sample], workers: list[int], 
         variant.data.num_workers = n_workers
         variant.train.profile = False
         variant.log.tensorboard = False
-        run_dir = out_dir / f"model-w{n_workers}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the CLI has shown the config's warnings once
-            result = Trainer(variant, run_dir, TrainData(variant, samples, []), device).fit()
+        result = train_variant(variant, out_dir / f"model-w{n_workers}", samples, [], device)
         step = statistics.median(result.step_images_per_s[MODEL_WARMUP_STEPS:])
         train = statistics.median(result.images_per_s[MODEL_WARMUP_STEPS:])
         rows.append(ModelRow(n_workers, steps, step, train, max(0.0, 1 - train / step)))
@@ -205,19 +199,11 @@ def parse_workers(text: str) -> list[int]:
 
 
 def results_document(bench: DataBench) -> dict:
-    from ocrkit.core.bench.timing import machine_info
-
-    return {"benchmark": "data", "machine": machine_info(), "result": asdict(bench), "verdict": bench.verdict()}
+    return bench_document("data", result=asdict(bench), verdict=bench.verdict())
 
 
 def data_bench_job(cfg: OcrkitConfig, sources: list[str], workers: list[int], epoch_images: int, repeats: int,
                    model_steps: int, name: str, quiet: bool) -> tuple[DataBench, Path]:
-    from ocrkit.core.engine.device import resolve_device
-    from ocrkit.core.engine.rundir import create_run_dir
-    from ocrkit.core.engine.train_job import plan_data
-
-    device = resolve_device(cfg.train.device)
-    plan = plan_data(cfg, overfit_batches=0, progress=not quiet)
-    out_dir = create_run_dir(cfg.log.dir, "bench", name)
-    return run_data_bench(plan.cfg, plan.train, device, out_dir, sources, workers, epoch_images, repeats,
-                          model_steps), out_dir
+    setup = bench_setup(cfg, name, quiet)
+    return run_data_bench(setup.cfg, setup.train, setup.device, setup.out_dir, sources, workers, epoch_images,
+                          repeats, model_steps), setup.out_dir

@@ -16,16 +16,13 @@ from pathlib import Path
 
 import torch
 
-from ocrkit.core.bench.timing import PeakMemory, fixed_steps_variant, machine_info
+from ocrkit.core.bench.runs import bench_document, bench_setup, train_variant
+from ocrkit.core.bench.timing import PeakMemory, fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig, normalize_precision
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.health import HealthStop
 from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.probe import SKIP_RATIO, ProbeResult, probe_cache_dir, probe_precisions
-from ocrkit.core.engine.rundir import create_run_dir
-from ocrkit.core.engine.train_job import plan_data
-from ocrkit.core.data.train_data import TrainData
-from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.progress import TrainProgress
 
@@ -132,14 +129,12 @@ def _variant_config(cfg: OcrkitConfig, precision: str, steps: int | None) -> Ocr
 
 def _train_one(cfg, precision, steps, train, val, device, run_dir: Path, progress_factory) -> PrecisionRun:
     variant = _variant_config(cfg, precision, steps)
-    run_dir.mkdir(parents=True, exist_ok=True)
     progress = progress_factory(precision) if progress_factory else None
-    trainer = Trainer(variant, run_dir, TrainData(variant, train, val), device, progress=progress)
     reason = ""
     memory = PeakMemory(device)
     with memory:
         try:
-            result = trainer.fit()
+            result = train_variant(variant, run_dir, train, val, device, progress)
         except HealthStop as stop:
             result, reason = stop.result, f"health stop: {stop}"
     health = result.health
@@ -212,29 +207,26 @@ def precision_bench_job(
     skip: dict[str, str] | None = None,
 ) -> tuple[list[PrecisionRun], Path]:
     """Resolve data (the built-in synthetic set by default), device and output directory; run."""
-    device = resolve_device(cfg.train.device)
-    plan = plan_data(cfg, overfit_batches=0, progress=not quiet)
-    out_dir = create_run_dir(cfg.log.dir, "bench", name)
+    setup = bench_setup(cfg, name, quiet)
 
     def progress_factory(precision: str) -> TrainProgress:
         progress = TrainProgress(enabled=not quiet, log_every=cfg.train.log_every)
         progress.message(f"--- {precision} ---")
         return progress
 
-    runs = run_precision_bench(plan.cfg, precisions, steps, plan.train, plan.val, device, out_dir, tolerance,
-                               progress_factory, skip)
-    return runs, out_dir
+    runs = run_precision_bench(setup.cfg, precisions, steps, setup.train, setup.val, setup.device, setup.out_dir,
+                               tolerance, progress_factory, skip)
+    return runs, setup.out_dir
 
 
 def results_document(runs: list[PrecisionRun], cfg: OcrkitConfig, steps: int | None, tolerance: float,
                      probe: ProbeResult | None = None) -> dict:
-    return {
-        "probe": probe.to_dict() if probe is not None else None,
-        "benchmark": "fp16-vs-fp32",
-        "machine": machine_info(),
-        "steps": steps,
-        "tolerance": tolerance,
-        "config": {"model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json"),
-                   "data": cfg.data.model_dump(mode="json")},
-        "results": [run.to_dict() for run in runs],
-    }
+    return bench_document(
+        "fp16-vs-fp32",
+        probe=probe.to_dict() if probe is not None else None,
+        steps=steps,
+        tolerance=tolerance,
+        config={"model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json"),
+                "data": cfg.data.model_dump(mode="json")},
+        results=[run.to_dict() for run in runs],
+    )

@@ -9,18 +9,16 @@ the two runs' losses were identical step for step (profiling must observe, never
 from __future__ import annotations
 
 import statistics
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from ocrkit.core.bench.runs import bench_document, bench_setup, train_variant
 from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.profiling import STAGES
-from ocrkit.core.data.train_data import TrainData
-from ocrkit.core.engine.trainer import Trainer
 
 WARMUP_STEPS = 2  # allocator, first loader fill
 
@@ -41,10 +39,7 @@ def _one_run(cfg: OcrkitConfig, profile: bool, steps: int, train: list[Sample], 
     variant = fixed_steps_variant(cfg, steps)
     variant.train.profile = profile
     variant.train.profile_trace_steps = 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the same warnings for both variants; the CLI shows its own
-        result = Trainer(variant, run_dir, TrainData(variant, train, []), device).fit()
+    result = train_variant(variant, run_dir, train, [], device)
     step_ms = [variant.train.batch_size * variant.train.accumulate * 1000 / ips for ips in result.images_per_s]
     breakdown = {stage: statistics.mean(epoch[stage] for epoch in result.profile) for stage in STAGES} if result.profile else {}
     return step_ms[WARMUP_STEPS:], result.losses, breakdown
@@ -70,18 +65,10 @@ def run_profile_bench(cfg: OcrkitConfig, train: list[Sample], device: torch.devi
 
 
 def results_document(bench: ProfileBench, cfg: OcrkitConfig) -> dict:
-    from ocrkit.core.bench.timing import machine_info
-
-    return {"benchmark": "profile", "machine": machine_info(), "target_overhead": 0.02,
-            "train_size": list(cfg.data.train_size), "batch_size": cfg.train.batch_size, "result": asdict(bench)}
+    return bench_document("profile", target_overhead=0.02, train_size=list(cfg.data.train_size),
+                          batch_size=cfg.train.batch_size, result=asdict(bench))
 
 
 def profile_bench_job(cfg: OcrkitConfig, steps: int, repeats: int, name: str, quiet: bool) -> tuple[ProfileBench, Path]:
-    from ocrkit.core.engine.device import resolve_device
-    from ocrkit.core.engine.rundir import create_run_dir
-    from ocrkit.core.engine.train_job import plan_data
-
-    device = resolve_device(cfg.train.device)
-    plan = plan_data(cfg, overfit_batches=0, progress=not quiet)
-    out_dir = create_run_dir(cfg.log.dir, "bench", name)
-    return run_profile_bench(plan.cfg, plan.train, device, steps, repeats, out_dir), out_dir
+    setup = bench_setup(cfg, name, quiet)
+    return run_profile_bench(setup.cfg, setup.train, setup.device, steps, repeats, setup.out_dir), setup.out_dir
