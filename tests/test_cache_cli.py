@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
-from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.data.kinds import KIND_VERSIONS
+from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.store.store import Store
 
 runner = CliRunner()

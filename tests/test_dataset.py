@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import make_icdar_dir, random_quad
 
+from conftest import make_icdar_dir, random_quad
 from ocrkit.core.config import AugmentConfig, DataConfig, MapsConfig
 from ocrkit.core.data.augment import build_augmenter, choose_crop
 from ocrkit.core.data.dataset import (

@@ -83,7 +83,7 @@ def test_round_trip_gt_and_predictions(tmp_path):
     write_icdar_gt(tmp_path / "gt_r.txt", polys, ["a,b", "zzz"], [False, True])
     back, ignore, texts = read_icdar_gt(tmp_path / "gt_r.txt")
     assert texts == ["a,b", "###"] and ignore == [False, True]
-    for a, b in zip(polys, back):
+    for a, b in zip(polys, back, strict=True):
         np.testing.assert_allclose(a, b)
     write_predictions(tmp_path / "res_r.txt", polys, [0.9, 0.75])
     preds, scores = read_predictions(tmp_path / "res_r.txt")

@@ -15,17 +15,17 @@ from ocrkit.core.config import DataConfig, MapsConfig, ModelConfig, OcrkitConfig
 from ocrkit.core.data.formats import load_icdar_dir, read_predictions
 from ocrkit.core.data.image import eval_content, image_size, normalize
 from ocrkit.core.data.sample import Sample
+from ocrkit.core.data.scoring import evaluate_dirs
 from ocrkit.core.engine.checkpoint import save_checkpoint
+from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.eval_job import load_for_inference
 from ocrkit.core.engine.inference import (
     evaluate_model,
     predict_batches,
     predict_files,
 )
-from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.geometry.maps import make_maps_in_network_space
-from ocrkit.core.data.scoring import evaluate_dirs
 from ocrkit.core.geometry.transform import plan_resize
 from ocrkit.core.model import build_model
 

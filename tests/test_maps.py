@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import random_quad
 
+from conftest import random_quad
 from ocrkit.core.config import MapsConfig
 from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.geometry.border_kernel import draw_border_closeness, polygon_measures

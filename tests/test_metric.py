@@ -254,7 +254,7 @@ def _reference_polygon(points: np.ndarray) -> Polygon | None:
 
 def reference_evaluate_image(gt_polygons, gt_ignore, det_polygons):
     """The protocol written as plain per-pair loops, the way DB's iou.py does it."""
-    gts = [(i, _reference_polygon(p), flag) for i, (p, flag) in enumerate(zip(gt_polygons, gt_ignore))]
+    gts = [(i, _reference_polygon(p), flag) for i, (p, flag) in enumerate(zip(gt_polygons, gt_ignore, strict=True))]
     gts = [(i, g, flag) for i, g, flag in gts if g is not None]
     dontcare_gts = [g for _, g, flag in gts if flag]
     dets, dontcare = [], set()
@@ -396,7 +396,7 @@ def _gt_of(samples) -> dict:
 
 
 def _care_polygons(s) -> list[np.ndarray]:
-    return [p for p, flag in zip(s.polygons, s.ignore) if not flag]
+    return [p for p, flag in zip(s.polygons, s.ignore, strict=True) if not flag]
 
 
 def test_sample_gt_as_predictions_scores_perfectly(sample):

@@ -12,10 +12,10 @@ from torch import nn
 from ocrkit.core.config import EmaConfig, HealthConfig, OcrkitConfig, load_config
 from ocrkit.core.data.dataset import TrainDataset, batch_to_device
 from ocrkit.core.data.formats import load_dataset
+from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthMonitor, HealthStop, StepHealth, UpdateProbe, probe_overflow_path
 from ocrkit.core.engine.precision import PrecisionPolicy
-from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.trainer import Trainer
 from ocrkit.core.errors import ConfigError, OcrkitError
 from ocrkit.core.model import DBLoss, build_model

@@ -13,18 +13,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import random_quad
 from ocrkit.core.config import DataConfig, MapsConfig
+from ocrkit.core.data.cached import ImageLayer, MapsLayer, TensorLayer, produce_maps
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.image import eval_content, load_image
+from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.inference import prepared_batches
 from ocrkit.core.store.codec import CorruptEntry, decode, encode
-from ocrkit.core.data.cached import ImageLayer, MapsLayer, TensorLayer, produce_maps
-from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.store.store import Store
-
-from conftest import random_quad
 
 
 def new_store(root: Path, **kw) -> Store:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def machine() -> str:
     present = ", ".join(f for f in FLAGS if f in flags) or "none"
     absent = ", ".join(f for f in FLAGS if f not in flags) or "none"
     return (f"{model}; {os.cpu_count()} logical CPUs; flags present: {present}; absent: {absent}; "
-            f"Python {platform.python_version()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+            f"Python {platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 
 def main() -> None:
@@ -102,8 +102,8 @@ def main() -> None:
                                                                   "--pred-dir", str(pred_dir)],
         }
         times: dict[tuple[str, str], list[float]] = {(c, label): [] for c in commands for label, _ in trees}
-        for name, args in commands.items():
-            for label, tree in trees:
+        for args in commands.values():
+            for _, tree in trees:
                 run_once(tree, args)  # untimed warm-up
         for _ in range(opts.repeats):
             for name, args in commands.items():

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_config
 from ocrkit.core.atomic import write_text_atomic
-from ocrkit.core.errors import OcrkitError
 from ocrkit.core.data.kinds import KINDS
+from ocrkit.core.errors import OcrkitError
 from ocrkit.core.store.events import EVENTS
 
 if TYPE_CHECKING:

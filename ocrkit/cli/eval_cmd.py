@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ocrkit.cli.common import ConfigOption, SetOption, WeightsOption, SkipBadOption, err_console, flag_values, out_console
+from ocrkit.cli.common import (
+    ConfigOption,
+    SetOption,
+    SkipBadOption,
+    WeightsOption,
+    err_console,
+    flag_values,
+    out_console,
+)
 from ocrkit.core.errors import OcrkitError
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ def train_command(
     config: ConfigOption = None,
     data: Annotated[str | None, typer.Option(help="Training data: ICDAR dir or JSON (default: built-in synthetic).")] = None,
     val_data: Annotated[str | None, typer.Option(help="Validation data, same formats.")] = None,
-    precision: Annotated[str | None, typer.Option(help="32-true | 16-mixed | bf16-mixed | auto (aliases 32, 16, bf16); auto: the fastest mode measured safe here.")] = None,
+    precision: Annotated[str | None, typer.Option(help="32-true | 16-mixed | bf16-mixed | auto (aliases 32, 16, bf16); "
+                                                               "auto: the fastest mode measured safe here.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs to train (in total, across resumes).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per micro-batch.")] = None,
     accumulate: Annotated[int | None, typer.Option(min=1, help="Micro-batches per optimizer step (gradient accumulation).")] = None,

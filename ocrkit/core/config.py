@@ -189,8 +189,8 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(1, ge=1, description="write last.pt every N epochs (and at the end)")
     time_limit: float | None = Field(
         None, gt=0, description="minutes for the whole training loop: after time_plan_steps steps the measured step "
-        "and validation times set the number of steps (replacing epochs; max_steps, if set, stays a ceiling) and the LR "
-        "schedule, warm-up included, is rescaled to end there; a resumed run keeps that plan")
+        "and validation times set the number of steps (replacing epochs; max_steps, if set, stays a ceiling) "
+        "and the LR schedule, warm-up included, is rescaled to end there; a resumed run keeps that plan")
     time_plan_steps: int = Field(10, ge=2, description="steps timed before a time_limit plan is made")
     stop_at_step: int | None = Field(
         None, ge=1, description="pause at this global step with a checkpoint (resume continues it)"

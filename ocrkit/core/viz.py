@@ -25,8 +25,8 @@ def draw_polygons(
 def draw_ground_truth(
     image: np.ndarray, polygons: list[np.ndarray], ignore: list[bool], thickness: int = 2
 ) -> np.ndarray:
-    out = draw_polygons(image, [p for p, i in zip(polygons, ignore) if not i], CARE_COLOUR, thickness)
-    return draw_polygons(out, [p for p, i in zip(polygons, ignore) if i], DONT_CARE_COLOUR, thickness)
+    out = draw_polygons(image, [p for p, i in zip(polygons, ignore, strict=True) if not i], CARE_COLOUR, thickness)
+    return draw_polygons(out, [p for p, i in zip(polygons, ignore, strict=True) if i], DONT_CARE_COLOUR, thickness)
 
 
 def heatmap_overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.55) -> np.ndarray:

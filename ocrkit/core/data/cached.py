@@ -11,11 +11,12 @@ Three layers, each a pure function of its fields (docs/store.md has the table):
   (``data.augment.enabled = false``, ``--overfit-batches``); after random augmentation the maps
   are regenerated, since they differ every epoch.
 - ``tensor``: the eval input of an image before normalisation: decoded and resized to its
-  content size (uint8 RGB, channels first as the model takes it), and its recorded resize. Fields: the image digest, ``eval_size``,
-  ``keep_ratio``, ``pad_multiple``. Used by validation, ``ocrkit eval`` and ``ocrkit predict``,
-  which normalise it straight into the batch (``data.mean``/``data.std`` are applied on read, so
-  they are not part of the key: a quarter of the bytes of float32, and a read that is cheaper
-  than the normalisation it would save; docs/store.md).
+  content size (uint8 RGB, channels first as the model takes it), and its recorded resize.
+  Fields: the image digest, ``eval_size``, ``keep_ratio``, ``pad_multiple``. Used by validation,
+  ``ocrkit eval`` and ``ocrkit predict``, which normalise it straight into the batch
+  (``data.mean``/``data.std`` are applied on read, so they are not part of the key: a quarter of
+  the bytes of float32, and a read that is cheaper than the normalisation it would save;
+  docs/store.md).
 
 Source identity is the xxh3-128 digest of the file's bytes, read on every lookup (0.1 ms for a
 130 KB JPEG here): an edited image misses even when its size and mtime are unchanged, which a

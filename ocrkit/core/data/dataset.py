@@ -19,12 +19,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.augment import build_augmenter
+from ocrkit.core.data.cached import ImageLayer, MapsLayer
 from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps
-from ocrkit.core.data.cached import ImageLayer, MapsLayer
 from ocrkit.core.store.store import Store
-
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

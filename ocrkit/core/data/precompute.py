@@ -18,6 +18,7 @@ from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.progress import track
 from ocrkit.core.store.store import Store
 
+
 @dataclass
 class PrecomputeReport:
     total: int = 0

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.cached import ImageLayer
+from ocrkit.core.data.sample import Sample
 
 
 @dataclass

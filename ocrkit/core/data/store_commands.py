@@ -3,10 +3,7 @@ export of the data store (the kinds this package keeps in it: data/cached.py).""
 
 from __future__ import annotations
 
-import multiprocessing
 import random
-import signal
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,16 +11,23 @@ from typing import Any
 import numpy as np
 
 from ocrkit.core.config import DataConfig, MapsConfig, OcrkitConfig
+from ocrkit.core.data.cached import (
+    check_image,
+    check_maps,
+    check_tensor,
+    config_id,
+    image_config,
+    maps_config,
+    produce_image,
+    produce_maps,
+    produce_tensor,
+    source_digest,
+    tensor_config,
+)
 from ocrkit.core.data.image import load_image
-from ocrkit.core.data.sample import Sample
+from ocrkit.core.data.kinds import KINDS
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.progress import track
-from ocrkit.core.data.cached import (
-    check_image, check_maps, check_tensor, config_id, image_config, maps_config, produce_image, produce_maps,
-    source_digest,
-    produce_tensor, tensor_config,
-)
-from ocrkit.core.data.kinds import KINDS
 from ocrkit.core.store.codec import CorruptEntry, decode
 from ocrkit.core.store.events import EVENTS
 from ocrkit.core.store.stats import hit_rate, lookups

@@ -157,7 +157,7 @@ def _apply_case(rng: np.random.Generator, word: str) -> str:
     if r < 0.85:
         return word.upper()
     flips = rng.random(len(word)) < 0.5
-    return "".join(c.upper() if f else c for c, f in zip(word, flips))
+    return "".join(c.upper() if f else c for c, f in zip(word, flips, strict=True))
 
 
 def random_text(rng: np.random.Generator) -> str:

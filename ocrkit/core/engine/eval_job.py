@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from ocrkit.core.config import OcrkitConfig, load_config
+from ocrkit.core.data.cached import open_data_store
 from ocrkit.core.data.formats import IMAGE_SUFFIXES, load_dataset
 from ocrkit.core.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights
-from ocrkit.core.data.cached import open_data_store
 from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.inference import ImagePrediction, evaluate_model, predict_files
 from ocrkit.core.engine.rundir import create_run_dir

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocrkit.core.config import DataConfig, PostprocessConfig
 from ocrkit.core.atomic import write_text_atomic
+from ocrkit.core.config import DataConfig, PostprocessConfig
+from ocrkit.core.data.cached import TensorLayer
 from ocrkit.core.data.formats import write_predictions
 from ocrkit.core.data.image import load_image, normalize_on_device
 from ocrkit.core.data.sample import Sample
@@ -38,7 +39,6 @@ from ocrkit.core.geometry.metric import DetectionMetrics, ImageResult, evaluate
 from ocrkit.core.geometry.postprocess import Detection, detect_text
 from ocrkit.core.geometry.transform import ResizeTransform
 from ocrkit.core.progress import track
-from ocrkit.core.data.cached import TensorLayer
 from ocrkit.core.store.store import Store
 from ocrkit.core.viz import DETECTION_COLOUR, draw_ground_truth, draw_polygons, heatmap_overlay, save_png
 

@@ -14,7 +14,6 @@ from ocrkit.core.geometry.transform import plan_resize
 from ocrkit.core.viz import draw_ground_truth, heatmap_overlay, save_png
 
 
-
 def export_maps(
     image_path: Path, gt_path: Path, size: tuple[int, int] | None, cfg: MapsConfig, out_dir: Path
 ) -> list[Path]:

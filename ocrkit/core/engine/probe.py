@@ -24,7 +24,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ocrkit.core.atomic import write_text_atomic
@@ -98,7 +98,7 @@ class ProbeResult:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["shape"] = list(self.shape)
-        for mode, timing in self.timings.items():
+        for mode in self.timings:
             out["timings"][mode]["slowdown_vs_32"] = self.slowdown(mode)
             out["timings"][mode]["images_per_s"] = self.images_per_s(mode)
         return out
@@ -209,7 +209,7 @@ def run_probe(
     """Screen every mode, then time the ones within SKIP_RATIO of 32-true at ``shape``."""
     modes = [REFERENCE] + [m for m in dict.fromkeys(modes) if m != REFERENCE]
     result = ProbeResult(device_label, device_type, shape, bf16_supported=bf16_supported,
-                         measured_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+                         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     for mode in modes:
         result.timings[mode] = _timed(mode, SCREEN_SHAPE, measure)
     for mode in modes:

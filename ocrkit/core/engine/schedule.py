@@ -45,6 +45,6 @@ def reschedule(scheduler: torch.optim.lr_scheduler.LambdaLR, total_steps: int, w
     for schedule in scheduler.lr_lambdas:
         schedule.total_steps, schedule.warmup_steps = total_steps, warmup_steps
     step = scheduler.last_epoch
-    for group, base, schedule in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+    for group, base, schedule in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
         group["lr"] = base * schedule(step)
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

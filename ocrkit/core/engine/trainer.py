@@ -33,7 +33,7 @@ from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.dataset import batch_to_device
 from ocrkit.core.data.train_data import Batch, TrainData
 from ocrkit.core.engine.budget import BudgetCosts, TimeBudget
-from ocrkit.core.engine.callbacks import Callbacks, StepReport, build_callbacks
+from ocrkit.core.engine.callbacks import StepReport, build_callbacks
 from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthGuard, HealthStop, HealthSummary, StepHealth, UpdateProbe
@@ -219,7 +219,7 @@ class Trainer:
             values = torch.stack([terms[k].detach() for k in LOSS_TAGS]).tolist()
             if not all(math.isfinite(v) for v in values):
                 self._stop_on_nonfinite_loss(terms, batch, lr)
-            for k, v in zip(LOSS_TAGS, values):
+            for k, v in zip(LOSS_TAGS, values, strict=True):
                 totals[k] += v / len(micro_batches)
             self.callbacks.stage("backward")
         self.update_probe.before_step()

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import shapely
-
 
 IOU_THRESHOLD = 0.5  # a match needs IoU strictly above this
 DONT_CARE_OVERLAP = 0.5  # a detection is don't-care when more than this share lies in a ### region
