@@ -42,7 +42,7 @@ def test_config_errors_are_one_line():
 
 def test_eval_scores_prediction_files(icdar_sample, tmp_path):
     for sample in load_icdar_dir(icdar_sample).samples:
-        care = [p for p, ignore in zip(sample.polygons, sample.ignore) if not ignore]
+        care = [p for p, ignore in zip(sample.polygons, sample.ignore, strict=True) if not ignore]
         write_predictions(tmp_path / f"res_{sample.stem}.txt", care, [0.9] * len(care))
     result = run("eval", "--gt-dir", icdar_sample / "gts", "--pred-dir", tmp_path, "--json")
     assert result.exit_code == 0, result.output

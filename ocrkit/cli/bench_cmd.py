@@ -114,7 +114,13 @@ def fp16_vs_fp32(
     than 5x slower than 32-true is skipped (with the reason) unless --force.
     """
     from ocrkit.cli.tables import probe_table
-    from ocrkit.core.bench.precision import bench_probe, parse_precisions, precision_bench_job, results_document, too_slow
+    from ocrkit.core.bench.precision import (
+        bench_probe,
+        parse_precisions,
+        precision_bench_job,
+        results_document,
+        too_slow,
+    )
 
     names = parse_precisions(precisions)
     cfg = resolve_config(config, set_, data__train=data, data__val=val_data, train__device=device)

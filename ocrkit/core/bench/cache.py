@@ -19,15 +19,16 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from ocrkit.core.config import OcrkitConfig
-from ocrkit.core.data.sample import Sample
-from ocrkit.core.engine.inference import evaluate_model, prepared_batches
 from ocrkit.core.data.cached import TensorLayer
 from ocrkit.core.data.kinds import KIND_VERSIONS
+from ocrkit.core.data.sample import Sample
+from ocrkit.core.engine.inference import evaluate_model, prepared_batches
 from ocrkit.core.paths import user_cache_dir
 from ocrkit.core.store.store import Store
 
@@ -59,10 +60,19 @@ def validation_pass(model: torch.nn.Module, samples: Sequence[Sample], cfg: Ocrk
                    batch_size=cfg.train.eval_batch_size, store=store)
 
 
-def _timed(fn: Callable[[], None]) -> float:
+def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _create_store(root: Path) -> None:
+    _open_handles(Store(root, size_limit_bytes=10**12, kinds=KIND_VERSIONS)).close()
+
+
+def _run_and_drain(run: Callable[[Store | None], None], store: Store) -> None:
+    run(store)
+    store.drain()  # until its writes are on disk
 
 
 def compare(scope: str, images: int, run: Callable[[Store | None], None], repeats: int, workdir: Path) -> CacheBenchRow:
@@ -72,12 +82,12 @@ def compare(scope: str, images: int, run: Callable[[Store | None], None], repeat
     for repeat in range(repeats):
         root = workdir / f"{scope.replace(' ', '_')}-{repeat}"
         shutil.rmtree(root, ignore_errors=True)
-        times["create"].append(_timed(lambda: _open_handles(Store(root, size_limit_bytes=10**12, kinds=KIND_VERSIONS)).close()))
+        times["create"].append(_timed(partial(_create_store, root)))
         store = Store(root, size_limit_bytes=10**12, kinds=KIND_VERSIONS)
-        times["open"].append(_timed(lambda: _open_handles(store)))
-        times["none"].append(_timed(lambda: run(None)))
-        times["cold"].append(_timed(lambda: (run(store), store.drain())))  # until its writes are on disk
-        times["warm"].append(_timed(lambda: run(store)))
+        times["open"].append(_timed(partial(_open_handles, store)))
+        times["none"].append(_timed(partial(run, None)))
+        times["cold"].append(_timed(partial(_run_and_drain, run, store)))
+        times["warm"].append(_timed(partial(run, store)))
         stats = store.read_stats()["tensor"]
         if stats["hits"] != images or stats["misses"] != images:
             raise RuntimeError(f"cache bench: expected {images} misses then {images} hits, got {stats}")
@@ -125,8 +135,8 @@ def cache_bench_job(
     a model (a checkpoint with its own config, else a freshly initialised one: the weights do
     not change which work the store saves)."""
     from ocrkit.core.config import load_config
-    from ocrkit.core.engine.eval_job import load_for_inference
     from ocrkit.core.engine.device import resolve_device
+    from ocrkit.core.engine.eval_job import load_for_inference
     from ocrkit.core.engine.train_job import load_samples, plan_data
     from ocrkit.core.model import build_model
 

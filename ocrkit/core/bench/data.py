@@ -30,11 +30,11 @@ import torch
 from ocrkit.core.bench.runs import bench_document, bench_setup, train_variant
 from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
+from ocrkit.core.data.cached import ImageLayer, open_data_store
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers, pin_memory_for
+from ocrkit.core.data.preload import preload_images
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.errors import OcrkitError
-from ocrkit.core.data.cached import ImageLayer, open_data_store
-from ocrkit.core.data.preload import preload_images
 from ocrkit.core.store.store import Store
 
 SOURCES = ("files", "store", "preload")
@@ -81,7 +81,8 @@ class DataBench:
         ratio = best.epoch_images_per_s / fastest_model
         who = "data keeps up with the model" if ratio >= 1 else "DATA IS THE BOTTLENECK"
         end_to_end = max(self.model, key=lambda r: r.train_images_per_s)
-        return (f"{who} (default data.num_workers here: {self.default_workers}): best loader {best.epoch_images_per_s:.1f} img/s ({best.source}, {best.workers} workers) "
+        return (f"{who} (default data.num_workers here: {self.default_workers}): "
+                f"best loader {best.epoch_images_per_s:.1f} img/s ({best.source}, {best.workers} workers) "
                 f"vs model step {fastest_model:.1f} img/s ({ratio:.2f}x); best end-to-end "
                 f"{end_to_end.train_images_per_s:.1f} img/s with {end_to_end.workers} workers")
 

@@ -20,8 +20,8 @@ from ocrkit.core.bench.runs import bench_document, bench_setup, train_variant
 from ocrkit.core.bench.timing import PeakMemory, fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig, normalize_precision
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.engine.health import HealthStop
 from ocrkit.core.engine.device import resolve_device
+from ocrkit.core.engine.health import HealthStop
 from ocrkit.core.engine.probe import SKIP_RATIO, ProbeResult, probe_cache_dir, probe_precisions
 from ocrkit.core.errors import OcrkitError
 from ocrkit.core.progress import TrainProgress
