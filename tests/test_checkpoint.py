@@ -96,3 +96,19 @@ def test_files_that_are_not_ocrkit_checkpoints_give_one_line_naming_the_file(tmp
     with pytest.raises(InputError, match=fragment) as error:
         load_checkpoint(path)
     _assert_one_line(str(error.value), path)
+
+
+def test_resuming_from_a_weights_only_checkpoint_is_one_line_naming_what_is_missing(synth, tmp_path):
+    common = ["--data", synth / "train", "--val-data", synth / "val", "--quiet", "--set", f"log.dir={tmp_path}",
+              *TINY, "--epochs", 1, "--batch-size", 4]
+    first = runner.invoke(app, [str(a) for a in ["train", *common, "--name", "w"]])
+    assert first.exit_code == 0, first.output
+    full = load_checkpoint(tmp_path / "train" / "w" / "last.pt")
+    weights_only = tmp_path / "weights" / "last.pt"
+    weights_only.parent.mkdir()
+    torch.save({k: full[k] for k in ("format", "model", "config")}, weights_only)
+    (weights_only.parent / "config.toml").write_text((tmp_path / "train" / "w" / "config.toml").read_text())
+    resumed = runner.invoke(app, ["train", "--resume", str(weights_only), "--quiet"])
+    assert resumed.exit_code != 0 and "Traceback" not in resumed.output
+    lines = [line for line in resumed.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(weights_only) in lines[0] and "optimizer" in lines[0], resumed.output

@@ -41,11 +41,13 @@ from ocrkit.core.engine.inference import evaluate_model
 from ocrkit.core.engine.precision import PrecisionPolicy, StepOutcome
 from ocrkit.core.engine.probe import resolve_precision
 from ocrkit.core.engine.schedule import build_optimizer, build_scheduler
+from ocrkit.core.errors import InputError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBLoss, build_model
 from ocrkit.core.progress import TrainProgress
 
 LOSS_TAGS = ("loss", "loss_prob", "loss_thresh", "loss_binary")
+RESUME_KEYS = ("model", "optimizer", "scheduler", "train_state", "torch_rng")  # what --resume needs
 
 
 @dataclass
@@ -370,6 +372,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         """Continue from a checkpoint (``source`` names it in errors)."""
+        missing = [key for key in RESUME_KEYS if key not in state]
+        if missing:
+            raise InputError(source, f"cannot resume from this checkpoint: it has no {', '.join(missing)} "
+                                     "(a weights-only file? use --init-from to start a new run from its weights)")
         load_weights(self.model, state, source, self.cfg.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
