@@ -13,8 +13,18 @@ from ocrkit.core.engine.schedule import build_scheduler, lr_factor, reschedule
 
 
 def costs(**changes) -> BudgetCosts:
-    base = dict(budget_s=100.0, elapsed_s=10.0, steps_done=10, step_s=1.0, validation_s=0.0, checkpoint_s=0.0,
-                steps_per_epoch=10, epochs_done=1, val_every=1, checkpoint_every=1)
+    base = dict(
+        budget_s=100.0,
+        elapsed_s=10.0,
+        steps_done=10,
+        step_s=1.0,
+        validation_s=0.0,
+        checkpoint_s=0.0,
+        steps_per_epoch=10,
+        epochs_done=1,
+        val_every=1,
+        checkpoint_every=1,
+    )
     return BudgetCosts(**{**base, **changes})
 
 
@@ -76,17 +86,49 @@ def test_the_schedule_is_unchanged_without_a_plan():
 
 runner = CliRunner()
 TINY = [
-    "--set", "model.base_width=4", "--set", "model.inner_channels=16", "--set", "model.head_channels=4",
-    "--set", "data.train_size=[64,64]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
-    "--set", "train.batch_size=4", "--set", "train.overlays=0", "--set", "log.tensorboard=false",
-    "--set", "train.time_plan_steps=3", "--set", "train.warmup_steps=10",
+    "--set",
+    "model.base_width=4",
+    "--set",
+    "model.inner_channels=16",
+    "--set",
+    "model.head_channels=4",
+    "--set",
+    "data.train_size=[64,64]",
+    "--set",
+    "data.eval_size=[128,160]",
+    "--set",
+    "data.num_workers=0",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "train.overlays=0",
+    "--set",
+    "log.tensorboard=false",
+    "--set",
+    "train.time_plan_steps=3",
+    "--set",
+    "train.warmup_steps=10",
 ]
 
 
 def train(synth, tmp_path, *extra):
-    return runner.invoke(app, [
-        "train", "--data", str(synth / "train"), "--val-data", str(synth / "val"), "--device", "cpu", "--quiet",
-        "--set", f"log.dir={tmp_path}", *TINY, *[str(e) for e in extra]])
+    return runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(synth / "train"),
+            "--val-data",
+            str(synth / "val"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--set",
+            f"log.dir={tmp_path}",
+            *TINY,
+            *[str(e) for e in extra],
+        ],
+    )
 
 
 def test_a_budget_stops_a_long_run_after_validating_and_checkpointing(synth, tmp_path):
@@ -105,8 +147,9 @@ def test_a_budget_stops_a_long_run_after_validating_and_checkpointing(synth, tmp
 
 
 def test_a_resumed_run_keeps_the_budget_plan(synth, tmp_path):
-    first = train(synth, tmp_path, "--epochs", 100000, "--time-limit", 0.2, "--name", "split",
-                  "--set", "train.stop_at_step=5")
+    first = train(
+        synth, tmp_path, "--epochs", 100000, "--time-limit", 0.2, "--name", "split", "--set", "train.stop_at_step=5"
+    )
     assert first.exit_code == 0, first.output
     run_dir = tmp_path / "train" / "split"
     paused = torch.load(run_dir / "last.pt", weights_only=False)["train_state"]
@@ -128,10 +171,21 @@ def test_re_planning_follows_the_measured_step_time(synth, tmp_path):
     from ocrkit.core.data.train_data import TrainData
     from ocrkit.core.engine.trainer import Trainer
 
-    cfg = load_config(overrides=["train.time_limit=100", "train.epochs=100000", "train.batch_size=4",
-                                 "train.warmup_steps=10", "model.base_width=4", "model.inner_channels=16",
-                                 "model.head_channels=4", "data.train_size=[64,64]"])
-    trainer = Trainer(cfg, tmp_path, TrainData(cfg, load_dataset(str(synth / "train")).samples, []), torch.device("cpu"))
+    cfg = load_config(
+        overrides=[
+            "train.time_limit=100",
+            "train.epochs=100000",
+            "train.batch_size=4",
+            "train.warmup_steps=10",
+            "model.base_width=4",
+            "model.inner_channels=16",
+            "model.head_channels=4",
+            "data.train_size=[64,64]",
+        ]
+    )
+    trainer = Trainer(
+        cfg, tmp_path, TrainData(cfg, load_dataset(str(synth / "train")).samples, []), torch.device("cpu")
+    )
     trainer.state.step, trainer.state.epoch = 20, 10
     trainer.state.planned_steps, trainer.state.planned_warmup = 40, 5  # a first plan, warm-up over
     trainer.budget.step_seconds = [1.0, 1.0]

@@ -16,9 +16,22 @@ from ocrkit.core.store.store import Store
 
 runner = CliRunner()
 TINY = [
-    "--set", "model.base_width=8", "--set", "model.inner_channels=32", "--set", "model.head_channels=8",
-    "--set", "data.train_size=[64,64]", "--set", "data.eval_size=[96,128]", "--set", "data.num_workers=0",
-    "--set", "train.overlays=0", "--set", "train.eval_batch_size=2",
+    "--set",
+    "model.base_width=8",
+    "--set",
+    "model.inner_channels=32",
+    "--set",
+    "model.head_channels=8",
+    "--set",
+    "data.train_size=[64,64]",
+    "--set",
+    "data.eval_size=[96,128]",
+    "--set",
+    "data.num_workers=0",
+    "--set",
+    "train.overlays=0",
+    "--set",
+    "train.eval_batch_size=2",
 ]
 
 
@@ -62,8 +75,9 @@ def test_precompute_skips_what_is_present_and_status_counts_it(data, store_at):
         (half / "gts" / gt).write_bytes((data / "train" / "gts" / gt).read_bytes())
     first = run("maps", "precompute", "--data", half, "--workers", 0, *store_at, "--set", "data.train_size=[64,64]")
     assert first.exit_code == 0 and "3 computed, 0 already present" in first.output, first.output
-    again = run("maps", "precompute", "--data", data / "train", "--workers", 2, *store_at,
-                "--set", "data.train_size=[64,64]")
+    again = run(
+        "maps", "precompute", "--data", data / "train", "--workers", 2, *store_at, "--set", "data.train_size=[64,64]"
+    )
     assert again.exit_code == 0 and "3 computed, 3 already present" in again.output, again.output
 
     status = cache(store_at, "status", "--json")
@@ -79,8 +93,23 @@ def test_precompute_skips_what_is_present_and_status_counts_it(data, store_at):
 
 def test_health_verdicts_and_exit_codes(data, store_at, tmp_path):
     assert cache(store_at, "health").exit_code == 0  # empty: HEALTHY
-    trained = run("train", "--data", data / "train", "--val-data", data / "val", "--epochs", 2,
-                  "--batch-size", 3, "--set", "train.val_every=1", "--set", f"log.dir={tmp_path}", *TINY, *store_at)
+    trained = run(
+        "train",
+        "--data",
+        data / "train",
+        "--val-data",
+        data / "val",
+        "--epochs",
+        2,
+        "--batch-size",
+        3,
+        "--set",
+        "train.val_every=1",
+        "--set",
+        f"log.dir={tmp_path}",
+        *TINY,
+        *store_at,
+    )
     assert trained.exit_code == 0, trained.output
     assert "cache epoch 2: image 100% (6/6), tensor 100% (2/2)" in trained.output
     healthy = cache(store_at, "health", "--json")
@@ -89,15 +118,41 @@ def test_health_verdicts_and_exit_codes(data, store_at, tmp_path):
     assert report["verdict"] == "HEALTHY" and report["kinds"]["image"]["hit_rate"] == pytest.approx(0.5)
 
     damage_one_entry(tmp_path / "cache", "image/")  # found on the next read, and regenerated
-    run("train", "--data", data / "train", "--quiet", "--epochs", 1, "--batch-size", 3, "--set", f"log.dir={tmp_path}",
-        *TINY, *store_at)
+    run(
+        "train",
+        "--data",
+        data / "train",
+        "--quiet",
+        "--epochs",
+        1,
+        "--batch-size",
+        3,
+        "--set",
+        f"log.dir={tmp_path}",
+        *TINY,
+        *store_at,
+    )
     warned = cache(store_at, "health")
     assert warned.exit_code == 1 and "corrupt entries found and regenerated" in warned.output, warned.output
 
     # entries that are never kept: the store evicts everything (limit of a few bytes)
     tiny = [*store_at, "--set", "cache.size_limit_gb=1e-9"]
-    evicting = run("train", "--data", data / "train", "--quiet", "--epochs", 3, "--batch-size", 3,
-                   "--set", f"log.dir={tmp_path}", *TINY, *tiny, "--set", "cache.dir=" + str(tmp_path / "c2"))
+    evicting = run(
+        "train",
+        "--data",
+        data / "train",
+        "--quiet",
+        "--epochs",
+        3,
+        "--batch-size",
+        3,
+        "--set",
+        f"log.dir={tmp_path}",
+        *TINY,
+        *tiny,
+        "--set",
+        "cache.dir=" + str(tmp_path / "c2"),
+    )
     assert evicting.exit_code == 0, evicting.output
     assert "needs about" in evicting.output  # the up-front size warning
     assert "hit rate is still 0 in epoch 2" in evicting.output
@@ -106,8 +161,20 @@ def test_health_verdicts_and_exit_codes(data, store_at, tmp_path):
 
 
 def test_validate_finds_corrupt_and_stale_entries_and_fix_deletes_them(data, store_at):
-    assert run("maps", "precompute", "--data", data / "train", "--workers", 0, *store_at,
-               "--set", "data.train_size=[64,64]").exit_code == 0
+    assert (
+        run(
+            "maps",
+            "precompute",
+            "--data",
+            data / "train",
+            "--workers",
+            0,
+            *store_at,
+            "--set",
+            "data.train_size=[64,64]",
+        ).exit_code
+        == 0
+    )
     clean = cache(store_at, "validate", "--full")
     assert clean.exit_code == 0 and "6 ok" in clean.output, clean.output
     damage_one_entry(Path(store_at[1].split("=", 1)[1]), "maps/")
@@ -125,21 +192,49 @@ def test_validate_finds_corrupt_and_stale_entries_and_fix_deletes_them(data, sto
 
 
 def test_clear_export_and_bad_requests(data, store_at, tmp_path):
-    assert run("maps", "precompute", "--data", data / "train", "--workers", 0, *store_at,
-               "--set", "data.train_size=[64,64]").exit_code == 0
+    assert (
+        run(
+            "maps",
+            "precompute",
+            "--data",
+            data / "train",
+            "--workers",
+            0,
+            *store_at,
+            "--set",
+            "data.train_size=[64,64]",
+        ).exit_code
+        == 0
+    )
     out = tmp_path / "stats.json"
     exported = cache(store_at, "export", "--output", out)
     assert exported.exit_code == 0, exported.output
     doc = json.loads(out.read_text())
-    assert doc["status"]["entries"] == 6 and doc["health"] == "HEALTHY" and set(doc["stats"]) == {"image", "maps", "tensor"}
+    assert (
+        doc["status"]["entries"] == 6
+        and doc["health"] == "HEALTHY"
+        and set(doc["stats"]) == {"image", "maps", "tensor"}
+    )
 
     nothing = cache(store_at, "clear")
     assert nothing.exit_code != 0 and "exactly one of --all, --stale, --kind" in nothing.output
     assert "unknown kind" in cache(store_at, "clear", "--kind", "nope").output
     assert "removed 0 entries" in cache(store_at, "clear", "--stale").output
     assert "removed 6 entries" in cache(store_at, "clear", "--kind", "maps").output
-    assert run("maps", "precompute", "--data", data / "train", "--workers", 0, *store_at,
-               "--set", "data.train_size=[64,64]").exit_code == 0
+    assert (
+        run(
+            "maps",
+            "precompute",
+            "--data",
+            data / "train",
+            "--workers",
+            0,
+            *store_at,
+            "--set",
+            "data.train_size=[64,64]",
+        ).exit_code
+        == 0
+    )
     assert "removed 6 entries" in cache(store_at, "clear", "--all").output
     assert json.loads(cache(store_at, "status", "--json").output)["entries"] == 0
     disabled = run("cache", "status", "--set", "cache.enabled=false")

@@ -15,9 +15,22 @@ from ocrkit.core.errors import InputError
 runner = CliRunner()
 
 TINY = [
-    "--set", "model.base_width=8", "--set", "model.inner_channels=32", "--set", "model.head_channels=8",
-    "--set", "data.train_size=[96,96]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
-    "--set", "train.overlays=0", "--set", "train.eval_batch_size=2",
+    "--set",
+    "model.base_width=8",
+    "--set",
+    "model.inner_channels=32",
+    "--set",
+    "model.head_channels=8",
+    "--set",
+    "data.train_size=[96,96]",
+    "--set",
+    "data.eval_size=[128,160]",
+    "--set",
+    "data.num_workers=0",
+    "--set",
+    "train.overlays=0",
+    "--set",
+    "train.eval_batch_size=2",
 ]
 
 
@@ -36,9 +49,26 @@ def _assert_one_line(message: str, path) -> None:
 
 
 def test_a_real_checkpoint_holds_only_tensors_and_plain_data_and_resumes(synth, tmp_path):
-    common = ["--data", synth / "train", "--val-data", synth / "val", "--quiet", "--set", f"log.dir={tmp_path}",
-              *TINY, "--epochs", 2, "--batch-size", 4, "--set", "train.optimizer=adamw",
-              "--set", "train.ema.enabled=true", "--set", "train.time_limit=30"]
+    common = [
+        "--data",
+        synth / "train",
+        "--val-data",
+        synth / "val",
+        "--quiet",
+        "--set",
+        f"log.dir={tmp_path}",
+        *TINY,
+        "--epochs",
+        2,
+        "--batch-size",
+        4,
+        "--set",
+        "train.optimizer=adamw",
+        "--set",
+        "train.ema.enabled=true",
+        "--set",
+        "train.time_limit=30",
+    ]
     first = runner.invoke(app, [str(a) for a in ["train", *common, "--name", "ck", "--set", "train.stop_at_step=3"]])
     assert first.exit_code == 0, first.output
     checkpoint = tmp_path / "train" / "ck" / "last.pt"
@@ -46,8 +76,9 @@ def test_a_real_checkpoint_holds_only_tensors_and_plain_data_and_resumes(synth, 
     assert state["format"] == FORMAT
     assert {"model", "optimizer", "scheduler", "train_state", "ema", "torch_rng"} <= set(state)
     assert load_checkpoint(checkpoint)["train_state"]["step"] == 3
-    resumed = runner.invoke(app, ["train", "--resume", str(checkpoint.parent), "--quiet",
-                                  "--set", "train.stop_at_step=1000"])
+    resumed = runner.invoke(
+        app, ["train", "--resume", str(checkpoint.parent), "--quiet", "--set", "train.stop_at_step=1000"]
+    )
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(checkpoint)["train_state"]["step"] == 4
 
@@ -79,14 +110,17 @@ def test_the_cli_refuses_a_hostile_checkpoint_in_one_line(synth, tmp_path):
     assert "Traceback" not in result.output and not marker.exists()
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (os.urandom(4096), "not an ocrkit checkpoint"),
-    (b"", "not a readable checkpoint"),
-    ({"model": {"w": torch.zeros(2)}}, "not an ocrkit checkpoint"),  # a torch file, not ours
-    ([1, 2, 3], "not an ocrkit checkpoint"),
-    ({"format": FORMAT, "model": {}}, "incomplete ocrkit checkpoint: no config"),
-    ({"format": FORMAT, "batch": {}, "config": {}}, "incomplete ocrkit checkpoint: no model"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (os.urandom(4096), "not an ocrkit checkpoint"),
+        (b"", "not a readable checkpoint"),
+        ({"model": {"w": torch.zeros(2)}}, "not an ocrkit checkpoint"),  # a torch file, not ours
+        ([1, 2, 3], "not an ocrkit checkpoint"),
+        ({"format": FORMAT, "model": {}}, "incomplete ocrkit checkpoint: no config"),
+        ({"format": FORMAT, "batch": {}, "config": {}}, "incomplete ocrkit checkpoint: no model"),
+    ],
+)
 def test_files_that_are_not_ocrkit_checkpoints_give_one_line_naming_the_file(tmp_path, content, fragment):
     path = tmp_path / "foreign.pt"
     if isinstance(content, bytes):
@@ -99,8 +133,20 @@ def test_files_that_are_not_ocrkit_checkpoints_give_one_line_naming_the_file(tmp
 
 
 def test_resuming_from_a_weights_only_checkpoint_is_one_line_naming_what_is_missing(synth, tmp_path):
-    common = ["--data", synth / "train", "--val-data", synth / "val", "--quiet", "--set", f"log.dir={tmp_path}",
-              *TINY, "--epochs", 1, "--batch-size", 4]
+    common = [
+        "--data",
+        synth / "train",
+        "--val-data",
+        synth / "val",
+        "--quiet",
+        "--set",
+        f"log.dir={tmp_path}",
+        *TINY,
+        "--epochs",
+        1,
+        "--batch-size",
+        4,
+    ]
     first = runner.invoke(app, [str(a) for a in ["train", *common, "--name", "w"]])
     assert first.exit_code == 0, first.output
     full = load_checkpoint(tmp_path / "train" / "w" / "last.pt")

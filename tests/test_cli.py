@@ -27,8 +27,15 @@ def assert_one_line_error(result, *fragments):
 
 def test_config_show_precedence_through_cli(tmp_path):
     (tmp_path / "c.toml").write_text("[train]\nlr = 0.05\nepochs = 3\n")
-    result = run("config", "show", "--config", tmp_path / "c.toml", "--set", "train.epochs=4",
-                 env={"OCRKIT_TRAIN__LR": "0.02", "OCRKIT_MODEL__BACKBONE": "resnet50"})
+    result = run(
+        "config",
+        "show",
+        "--config",
+        tmp_path / "c.toml",
+        "--set",
+        "train.epochs=4",
+        env={"OCRKIT_TRAIN__LR": "0.02", "OCRKIT_MODEL__BACKBONE": "resnet50"},
+    )
     assert result.exit_code == 0, result.output
     assert "lr = 0.02" in result.output and "epochs = 4" in result.output
     assert 'backbone = "resnet50"' in result.output
@@ -67,8 +74,18 @@ def test_eval_on_made_data_and_errors(tiny_icdar, tmp_path):
 
 
 def test_maps_show_writes_npz_and_overlays(tiny_icdar, tmp_path):
-    result = run("maps", "show", tiny_icdar / "images" / "img_0.png", "--gt", tiny_icdar / "gts" / "gt_img_0.txt",
-                 "--size", 128, 160, "--out", tmp_path / "out")
+    result = run(
+        "maps",
+        "show",
+        tiny_icdar / "images" / "img_0.png",
+        "--gt",
+        tiny_icdar / "gts" / "gt_img_0.txt",
+        "--size",
+        128,
+        160,
+        "--out",
+        tmp_path / "out",
+    )
     assert result.exit_code == 0, result.output
     maps = np.load(tmp_path / "out" / "img_0_maps.npz")
     assert set(maps.files) == {"shrink", "shrink_mask", "thresh", "thresh_mask"}
@@ -81,7 +98,9 @@ def test_maps_show_writes_npz_and_overlays(tiny_icdar, tmp_path):
 
 
 def test_data_synth_then_maps_check(tmp_path):
-    result = run("data", "synth", tmp_path / "synth", "--train", 2, "--val", 6, "--size", 256, 320, "--seed", 3, "--quiet")
+    result = run(
+        "data", "synth", tmp_path / "synth", "--train", 2, "--val", 6, "--size", 256, 320, "--seed", 3, "--quiet"
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "synth" / "val" / "images").iterdir())) == 6
     check = run("maps", "check", "--data", tmp_path / "synth" / "val", "--json", "--set", "data.eval_size=[256,320]")
@@ -112,14 +131,25 @@ def test_maps_check_missing_data_and_skip_bad(tiny_icdar, tmp_path):
 
 def test_bench_maps_tiny_mode(icdar_sample, tmp_path):
     out = tmp_path / "maps.json"
-    result = run("bench", "maps", "--sample-dir", icdar_sample, "--size", 128, 128, "--images", 1, "--repeats", 1,
-                 "--json", out)
+    result = run(
+        "bench", "maps", "--sample-dir", icdar_sample, "--size", 128, 128, "--images", 1, "--repeats", 1, "--json", out
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     cases = [r["case"] for r in report["results"]]
-    assert cases[:3] == ["dense: 100 rotated quads", "sparse: ICDAR-2015 sample", "many-vertex: 30 polygons of 16-32 points"]
-    assert cases[3:] == ["count: 10 quads", "count: 100 quads", "count: 1000 quads",
-                         "size: 320x320, 100 quads", "size: 640x640, 100 quads", "size: 1280x1280, 100 quads"]
+    assert cases[:3] == [
+        "dense: 100 rotated quads",
+        "sparse: ICDAR-2015 sample",
+        "many-vertex: 30 polygons of 16-32 points",
+    ]
+    assert cases[3:] == [
+        "count: 10 quads",
+        "count: 100 quads",
+        "count: 1000 quads",
+        "size: 320x320, 100 quads",
+        "size: 640x640, 100 quads",
+        "size: 1280x1280, 100 quads",
+    ]
     assert all(r["binary_maps_identical"] and r["max_thresh_diff"] <= 1e-3 for r in report["results"])
     assert report["machine"]["cpu_count"] >= 1
 

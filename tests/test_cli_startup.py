@@ -43,7 +43,10 @@ def run_cli(args: list[str] | None, tmp_path: Path) -> dict:
     report = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(args), str(report), json.dumps(HEAVY)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(report.read_text())
@@ -89,7 +92,9 @@ def test_eval_of_prediction_files_loads_no_engine(scored_files, tmp_path):
 def test_data_synth_loads_no_engine(tmp_path):
     """Rendering uses OpenCV, Pillow and shapely; the DB maps (numba) are made later, by training."""
     out = tmp_path / "synth"
-    result = run_cli(["data", "synth", str(out), "--train", "1", "--val", "1", "--size", "64", "64", "--quiet"], tmp_path)
+    result = run_cli(
+        ["data", "synth", str(out), "--train", "1", "--val", "1", "--size", "64", "64", "--quiet"], tmp_path
+    )
     assert result["code"] == 0
     assert len(list((out / "val" / "images").iterdir())) == 1
     assert result["heavy"] == []
@@ -108,7 +113,8 @@ def test_data_synth_loads_no_engine(tmp_path):
 )
 def test_opencv_is_single_threaded_however_it_is_imported(code):
     """ocrkit.core turns OpenCV's thread pool off (it does not survive fork) without importing it."""
-    done = subprocess.run([sys.executable, "-c", f"{code}; print(cv2.getNumThreads())"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}; print(cv2.getNumThreads())"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1"]

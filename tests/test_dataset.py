@@ -63,9 +63,12 @@ def polygon_mask(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarr
 
 
 def outputs_equal(a, b) -> bool:
-    return np.array_equal(a[0], b[0]) and len(a[1]) == len(b[1]) and all(
-        np.array_equal(p, q) for p, q in zip(a[1], b[1], strict=True)
-    ) and a[2] == b[2]
+    return (
+        np.array_equal(a[0], b[0])
+        and len(a[1]) == len(b[1])
+        and all(np.array_equal(p, q) for p, q in zip(a[1], b[1], strict=True))
+        and a[2] == b[2]
+    )
 
 
 # --- augment -------------------------------------------------------------------------------
@@ -213,8 +216,9 @@ def dark_text(tmp_path: Path) -> list:
     images = {}
     for i, (h, w) in enumerate([(128, 160), (160, 128), (120, 200), (144, 144), (100, 160), (128, 128)]):
         image = np.full((h, w, 3), 210, np.uint8)
-        words = [np.rint(random_quad(rng, h, w, 20, 60)).clip([3, 3], [w - 4, h - 4]).astype(np.float32)
-                 for _ in range(2)]
+        words = [
+            np.rint(random_quad(rng, h, w, 20, 60)).clip([3, 3], [w - 4, h - 4]).astype(np.float32) for _ in range(2)
+        ]
         for word in words:
             cv2.fillPoly(image, [word.astype(np.int32)], (15, 15, 15))
         ignored = np.array([[2, 2], [30, 2], [30, 12], [2, 12]], np.float32)
@@ -400,7 +404,11 @@ def test_normalize_matches_the_formula_and_writes_into_a_canvas_slot(shape):
     returned = normalize(image, mean, std, out=canvas[1, :, : shape[0], : shape[1]])
     assert np.shares_memory(returned, canvas)
     assert np.array_equal(canvas[1, :, : shape[0], : shape[1]], alone)
-    assert np.all(canvas[1, :, shape[0]:] == 7.0) and np.all(canvas[1, :, :, shape[1]:] == 7.0) and np.all(canvas[0] == 7.0)
+    assert (
+        np.all(canvas[1, :, shape[0] :] == 7.0)
+        and np.all(canvas[1, :, :, shape[1] :] == 7.0)
+        and np.all(canvas[0] == 7.0)
+    )
 
 
 def test_batch_to_device_gives_the_model_what_the_numpy_path_gave(dark_text):
@@ -480,6 +488,6 @@ def test_resize_to_fit_plans_with_plan_resize_exactly_as_before(monkeypatch):
             out, polys, flags, t = augment.resize_to_fit(image, [quad], [False], size)
             content, padded = _old_resize_to_fit_plan(int(h), int(w), *size)
             assert (t.orig_size, t.content_size, t.padded_size) == ((h, w), content, padded)
-            assert out.shape == (*size, 3) and out[: content[0], : content[1]].all() and not out[content[0]:].any()
+            assert out.shape == (*size, 3) and out[: content[0], : content[1]].all() and not out[content[0] :].any()
             assert flags == [False] and np.array_equal(polys[0], quad * np.float32([t.scale_x, t.scale_y]))
     assert len(calls) == 46 * 3

@@ -10,8 +10,16 @@ from ocrkit.core.bench.doctor import SECTIONS, loader_advice
 
 runner = CliRunner()
 TINY = [
-    "--set", "model.base_width=4", "--set", "model.inner_channels=16", "--set", "model.head_channels=4",
-    "--set", "data.train_size=[64,64]", "--set", "train.batch_size=2",
+    "--set",
+    "model.base_width=4",
+    "--set",
+    "model.inner_channels=16",
+    "--set",
+    "model.head_channels=4",
+    "--set",
+    "data.train_size=[64,64]",
+    "--set",
+    "train.batch_size=2",
 ]
 
 

@@ -79,7 +79,10 @@ def test_skip_bad_warns_and_counts(tiny_icdar):
 
 
 def test_round_trip_gt_and_predictions(tmp_path):
-    polys = [np.array([[1, 2], [30, 2], [30.5, 20], [1, 20]], np.float32), np.array([[0, 0], [5, 0], [5, 5]], np.float32)]
+    polys = [
+        np.array([[1, 2], [30, 2], [30.5, 20], [1, 20]], np.float32),
+        np.array([[0, 0], [5, 0], [5, 5]], np.float32),
+    ]
     write_icdar_gt(tmp_path / "gt_r.txt", polys, ["a,b", "zzz"], [False, True])
     back, ignore, texts = read_icdar_gt(tmp_path / "gt_r.txt")
     assert texts == ["a,b", "###"] and ignore == [False, True]
@@ -119,7 +122,10 @@ def test_json_format(tmp_path):
 
 @pytest.mark.parametrize(
     "word, key",
-    [({"transcription": "no points"}, "images.a.jpg.words.w.points: missing"), ({"points": [[1, 2]]}, "images.a.jpg.words.w.points")],
+    [
+        ({"transcription": "no points"}, "images.a.jpg.words.w.points: missing"),
+        ({"points": [[1, 2]]}, "images.a.jpg.words.w.points"),
+    ],
 )
 def test_json_errors_name_the_key(tmp_path, word, key):
     with pytest.raises(InputError, match=key.replace(".", r"\.")):

@@ -209,7 +209,9 @@ def test_loss_reads_the_targets_named_by_the_one_map_key_tuple() -> None:
     assert loss_module.MAP_KEYS is targets.MAP_KEYS and maps.MAP_KEYS is targets.MAP_KEYS
     assert not hasattr(loss_module, "TARGET_KEYS")  # no second copy to drift
     # ... while model and geometry stay independent layers (neither imports the other)
-    for module, other in (("ocrkit.core.model.loss", "ocrkit.core.geometry"),
-                          ("ocrkit.core.geometry.maps", "ocrkit.core.model")):
+    for module, other in (
+        ("ocrkit.core.model.loss", "ocrkit.core.geometry"),
+        ("ocrkit.core.geometry.maps", "ocrkit.core.model"),
+    ):
         code = f"import sys, {module}; assert {other!r} not in sys.modules, {other!r}"
         subprocess.run([sys.executable, "-c", code], check=True)

@@ -92,10 +92,26 @@ def test_ignore_rules():
 
 def test_split_shrink_fills_every_piece():
     """A dumbbell whose shrink splits in two: both pieces are text (PaddleOCR's rule, not DB's)."""
-    dumbbell = np.array(
-        [[0, 0], [40, 0], [40, 18], [60, 18], [60, 0], [100, 0], [100, 40], [60, 40], [60, 22], [40, 22], [40, 40], [0, 40]],
-        np.float32,
-    ) + 10
+    dumbbell = (
+        np.array(
+            [
+                [0, 0],
+                [40, 0],
+                [40, 18],
+                [60, 18],
+                [60, 0],
+                [100, 0],
+                [100, 40],
+                [60, 40],
+                [60, 22],
+                [40, 22],
+                [40, 40],
+                [0, 40],
+            ],
+            np.float32,
+        )
+        + 10
+    )
     pieces = offset_polygon(dumbbell, -dumbbell_offset(dumbbell))
     assert len(pieces) == 2
     maps = make_db_maps([dumbbell], [False], 70, 130, CFG)

@@ -227,14 +227,27 @@ def test_to_dict_is_json_serialisable_with_the_documented_keys():
     )
     summary = json.loads(json.dumps(metrics.to_dict()))
     assert set(summary) == {
-        "precision", "recall", "hmean", "matched", "gt_care", "det_care",
-        "invalid_gt", "invalid_det", "images", "per_image",
+        "precision",
+        "recall",
+        "hmean",
+        "matched",
+        "gt_care",
+        "det_care",
+        "invalid_gt",
+        "invalid_det",
+        "images",
+        "per_image",
     }
     assert summary["images"] == 2 and set(summary["per_image"]) == {"a", "b"}
     assert (summary["matched"], summary["gt_care"], summary["det_care"], summary["invalid_det"]) == (1, 1, 1, 1)
     assert summary["per_image"]["a"]["counts"] == {
-        "n_care_gt": 1, "n_care_det": 1, "n_matched": 1, "n_dontcare_gt": 1,
-        "n_dontcare_det": 1, "invalid_gt": 0, "invalid_det": 1,
+        "n_care_gt": 1,
+        "n_care_det": 1,
+        "n_matched": 1,
+        "n_dontcare_gt": 1,
+        "n_dontcare_det": 1,
+        "invalid_gt": 0,
+        "invalid_det": 1,
     }
     assert summary["per_image"]["a"]["hmean"] == 1.0
 
@@ -274,8 +287,13 @@ def reference_evaluate_image(gt_polygons, gt_ignore, det_polygons):
                 taken.add(j)
                 pairs.append((i, j))
                 break
-    counts = (len(gts) - len(dontcare_gts), len(dets) - len(dontcare), len(pairs),
-              len(gt_polygons) - len(gts), len(det_polygons) - len(dets))
+    counts = (
+        len(gts) - len(dontcare_gts),
+        len(dets) - len(dontcare),
+        len(pairs),
+        len(gt_polygons) - len(gts),
+        len(det_polygons) - len(dets),
+    )
     return counts, pairs
 
 

@@ -110,7 +110,9 @@ def synth_val(tmp_path_factory):
 
 @pytest.mark.parametrize("eval_size, keep_ratio", [((352, 480), False), ((480, 480), True), ((544, 800), True)])
 def test_perfect_maps_round_trip_on_synthetic_data(synth_val, eval_size, keep_ratio):
-    metrics = perfect_model_metrics(synth_val, DataConfig(eval_size=eval_size, keep_ratio=keep_ratio), MapsConfig(), POST)
+    metrics = perfect_model_metrics(
+        synth_val, DataConfig(eval_size=eval_size, keep_ratio=keep_ratio), MapsConfig(), POST
+    )
     assert metrics.gt_care > 30 and metrics.hmean >= 0.99
 
 

@@ -137,9 +137,16 @@ def test_fp16_on_cpu_builds_a_scaler_without_a_hard_coded_claim():
 
 def tiny_cfg(*overrides: str) -> OcrkitConfig:
     base = [
-        "model.base_width=8", "model.inner_channels=32", "model.head_channels=8",
-        "data.train_size=[96,96]", "data.eval_size=[128,160]", "data.num_workers=0",
-        "train.batch_size=4", "train.overlays=0", "train.eval_batch_size=4", "log.tensorboard=false",
+        "model.base_width=8",
+        "model.inner_channels=32",
+        "model.head_channels=8",
+        "data.train_size=[96,96]",
+        "data.eval_size=[128,160]",
+        "data.num_workers=0",
+        "train.batch_size=4",
+        "train.overlays=0",
+        "train.eval_batch_size=4",
+        "log.tensorboard=false",
     ]
     return load_config(overrides=base + list(overrides))
 
@@ -345,9 +352,18 @@ def test_non_finite_loss_stops_with_a_saved_diagnostic(synth, tmp_path):
 
 def test_fp16_training_of_a_tiny_model_on_cpu_makes_progress(synth, tmp_path):
     trainer = make_trainer(
-        synth, tmp_path, "train.precision=16-mixed", "train.epochs=6", "train.optimizer=adamw", "train.lr=0.003",
-        "data.augment.enabled=false", "model.base_width=4", "model.inner_channels=16", "model.head_channels=4",
-        "data.train_size=[64,64]", "train.val_every=100",
+        synth,
+        tmp_path,
+        "train.precision=16-mixed",
+        "train.epochs=6",
+        "train.optimizer=adamw",
+        "train.lr=0.003",
+        "data.augment.enabled=false",
+        "model.base_width=4",
+        "model.inner_channels=16",
+        "model.head_channels=4",
+        "data.train_size=[64,64]",
+        "train.val_every=100",
     )
     result = trainer.fit()
     health = result.health
@@ -362,16 +378,22 @@ def test_gradient_accumulation_counts_optimizer_steps_and_resumes_exactly(synth,
     straight = make_trainer(synth, tmp_path / "a", "train.batch_size=2", "train.accumulate=2", "train.epochs=2")
     result = straight.fit()
     assert straight.steps_per_epoch == 2 and result.state.step == 4 and straight.scheduler.last_epoch == 4
-    first = make_trainer(synth, tmp_path / "b", "train.batch_size=2", "train.accumulate=2", "train.epochs=2",
-                         "train.stop_at_step=3")
+    first = make_trainer(
+        synth, tmp_path / "b", "train.batch_size=2", "train.accumulate=2", "train.epochs=2", "train.stop_at_step=3"
+    )
     first.fit()
     assert first.state.step == 3 and first.state.batch_in_epoch == 2  # paused between optimizer steps
     from ocrkit.core.engine.checkpoint import load_checkpoint
 
     ckpt = tmp_path / "b" / "run" / "last.pt"
     resumed_cfg = tiny_cfg("train.batch_size=2", "train.accumulate=2", "train.epochs=2")
-    resumed = Trainer(resumed_cfg, ckpt.parent, TrainData(resumed_cfg, first.data.train, first.data.val), CPU,
-                      resume_state=(load_checkpoint(ckpt), ckpt))
+    resumed = Trainer(
+        resumed_cfg,
+        ckpt.parent,
+        TrainData(resumed_cfg, first.data.train, first.data.val),
+        CPU,
+        resume_state=(load_checkpoint(ckpt), ckpt),
+    )
     resumed.fit()
     assert resumed.state.step == 4
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
@@ -409,8 +431,9 @@ def test_ema_decay_warms_up_and_tracks_the_model():
 
 
 def test_ema_is_updated_only_after_real_steps_and_reported_beside_raw(synth, tmp_path):
-    trainer = make_trainer(synth, tmp_path, "train.epochs=2", "train.ema.enabled=true", "health.action=warn",
-                           "health.overflow_probe=false")
+    trainer = make_trainer(
+        synth, tmp_path, "train.epochs=2", "train.ema.enabled=true", "health.action=warn", "health.overflow_probe=false"
+    )
     skip = {"now": False}
     trainer.model.prob_head.layers[0].weight.register_hook(lambda g: g * math.inf if skip["now"] else g)
     real_step = trainer.optimizer_step
@@ -436,16 +459,55 @@ def test_eval_scores_the_ema_weights_on_request(synth, tmp_path):
     from ocrkit.cli.app import app
 
     runner = CliRunner()
-    tiny = ["--set", "model.base_width=8", "--set", "model.inner_channels=32", "--set", "model.head_channels=8",
-            "--set", "data.train_size=[96,96]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
-            "--set", "train.overlays=0", "--set", f"log.dir={tmp_path}"]
-    base = ["train", "--data", str(synth / "train"), "--val-data", str(synth / "val"), "--quiet", "--epochs", "1",
-            "--batch-size", "4", *tiny]
+    tiny = [
+        "--set",
+        "model.base_width=8",
+        "--set",
+        "model.inner_channels=32",
+        "--set",
+        "model.head_channels=8",
+        "--set",
+        "data.train_size=[96,96]",
+        "--set",
+        "data.eval_size=[128,160]",
+        "--set",
+        "data.num_workers=0",
+        "--set",
+        "train.overlays=0",
+        "--set",
+        f"log.dir={tmp_path}",
+    ]
+    base = [
+        "train",
+        "--data",
+        str(synth / "train"),
+        "--val-data",
+        str(synth / "val"),
+        "--quiet",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        *tiny,
+    ]
     assert runner.invoke(app, [*base, "--name", "ema", "--set", "train.ema.enabled=true"]).exit_code == 0
     assert runner.invoke(app, [*base, "--name", "plain"]).exit_code == 0
     checkpoint = tmp_path / "train" / "ema" / "last.pt"
-    result = runner.invoke(app, ["eval", "--checkpoint", str(checkpoint), "--data", str(synth / "val"), "--json",
-                                 "--weights", "ema", "--out", str(tmp_path / "ema_eval")])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(synth / "val"),
+            "--json",
+            "--weights",
+            "ema",
+            "--out",
+            str(tmp_path / "ema_eval"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "hmean" in result.output
     from ocrkit.core.engine.eval_job import load_for_inference
@@ -456,8 +518,18 @@ def test_eval_scores_the_ema_weights_on_request(synth, tmp_path):
         for name, value in loaded.model.state_dict().items():
             assert torch.equal(value, expected[name]), (weights, name)
     assert any(not torch.equal(state["model"][k], state["ema"]["model"][k]) for k in state["model"])
-    result = runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "train" / "plain" / "last.pt"),
-                                 "--data", str(synth / "val"), "--weights", "ema"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(tmp_path / "train" / "plain" / "last.pt"),
+            "--data",
+            str(synth / "val"),
+            "--weights",
+            "ema",
+        ],
+    )
     assert result.exit_code != 0 and "no EMA weights" in result.output and "Traceback" not in result.output
 
 

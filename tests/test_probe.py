@@ -36,8 +36,9 @@ def probe(device_type="cpu", bf16_supported=False, **seconds) -> ProbeResult:
             timings[mode] = ModeTiming(mode, error=str(value))
         else:
             timings[mode] = ModeTiming(mode, screen_s=value / 10, full_s=value)
-    return ProbeResult("cuda:0 (Test GPU)" if device_type == "cuda" else "cpu", device_type, FULL, timings,
-                       bf16_supported)
+    return ProbeResult(
+        "cuda:0 (Test GPU)" if device_type == "cuda" else "cpu", device_type, FULL, timings, bf16_supported
+    )
 
 
 # ------------------------------------------------------------------ decisions
@@ -163,17 +164,48 @@ def test_the_bench_skips_modes_measured_far_slower_unless_forced():
 
 runner = CliRunner()
 TINY = [
-    "--set", "model.base_width=4", "--set", "model.inner_channels=16", "--set", "model.head_channels=4",
-    "--set", "data.train_size=[64,64]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
-    "--set", "train.batch_size=4", "--set", "train.overlays=0", "--set", "log.tensorboard=false",
-    "--set", "health.overflow_probe=false",
+    "--set",
+    "model.base_width=4",
+    "--set",
+    "model.inner_channels=16",
+    "--set",
+    "model.head_channels=4",
+    "--set",
+    "data.train_size=[64,64]",
+    "--set",
+    "data.eval_size=[128,160]",
+    "--set",
+    "data.num_workers=0",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "train.overlays=0",
+    "--set",
+    "log.tensorboard=false",
+    "--set",
+    "health.overflow_probe=false",
 ]
 
 
 def train(synth, tmp_path, *extra):
-    return runner.invoke(app, [
-        "train", "--data", str(synth / "train"), "--val-data", str(synth / "val"), "--device", "cpu",
-        "--epochs", "1", "--set", f"log.dir={tmp_path}", *TINY, *[str(e) for e in extra]])
+    return runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(synth / "train"),
+            "--val-data",
+            str(synth / "val"),
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            "--set",
+            f"log.dir={tmp_path}",
+            *TINY,
+            *[str(e) for e in extra],
+        ],
+    )
 
 
 def test_auto_on_cpu_picks_a_measured_mode_says_why_and_records_it(synth, tmp_path):
@@ -197,8 +229,16 @@ class SlowBf16Timer:
 
 def test_a_requested_mode_measured_slower_warns_with_the_ratio(synth, tmp_path, monkeypatch):
     monkeypatch.setattr(probe_module, "StepTimer", SlowBf16Timer)
-    result = train(synth, tmp_path / "fresh-cache", "--precision", "bf16", "--name", "slow",
-                   "--set", f"cache.dir={tmp_path / 'cache'}")
+    result = train(
+        synth,
+        tmp_path / "fresh-cache",
+        "--precision",
+        "bf16",
+        "--name",
+        "slow",
+        "--set",
+        f"cache.dir={tmp_path / 'cache'}",
+    )
     assert result.exit_code == 0, result.output
     assert "bf16-mixed measured 20.0x slower than 32-true" in result.output
     assert "use --precision 32-true" in result.output
@@ -218,8 +258,16 @@ def test_a_trainer_built_directly_resolves_auto_too(synth, tmp_path, monkeypatch
     from ocrkit.core.engine.trainer import Trainer
 
     monkeypatch.setattr(probe_module, "StepTimer", FastBf16Timer)
-    cfg = load_config(overrides=["train.precision=auto", f"cache.dir={tmp_path / 'cache'}", "model.base_width=4",
-                                 "model.inner_channels=16", "model.head_channels=4", "data.train_size=[64,64]"])
+    cfg = load_config(
+        overrides=[
+            "train.precision=auto",
+            f"cache.dir={tmp_path / 'cache'}",
+            "model.base_width=4",
+            "model.inner_channels=16",
+            "model.head_channels=4",
+            "data.train_size=[64,64]",
+        ]
+    )
     samples = load_dataset(str(synth / "train")).samples
     trainer = Trainer(cfg, tmp_path, TrainData(cfg, samples, []), torch.device("cpu"))
     assert trainer.policy.precision == "bf16-mixed" and trainer.cfg.train.precision == "bf16-mixed"

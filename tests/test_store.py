@@ -28,8 +28,14 @@ from ocrkit.core.store.store import Store
 
 def new_store(root: Path, **kw) -> Store:
     """Synchronous writes unless asked: a read right after a write sees it."""
-    return Store(root, size_limit_bytes=kw.pop("limit", 10**9), kinds=kw.pop("kinds", KIND_VERSIONS),
-                 flush_every=kw.pop("flush_every", 1), write_behind=kw.pop("write_behind", False), **kw)
+    return Store(
+        root,
+        size_limit_bytes=kw.pop("limit", 10**9),
+        kinds=kw.pop("kinds", KIND_VERSIONS),
+        flush_every=kw.pop("flush_every", 1),
+        write_behind=kw.pop("write_behind", False),
+        **kw,
+    )
 
 
 def write_image(path: Path, seed: int, size=(96, 128)) -> Path:
@@ -44,8 +50,11 @@ def write_image(path: Path, seed: int, size=(96, 128)) -> Path:
 
 def test_codec_round_trips_exactly_and_packs_masks_to_bits():
     rng = np.random.default_rng(0)
-    arrays = {"thresh": rng.random((64, 80), dtype=np.float32), "mask": (rng.random((64, 80)) > 0.5).astype(np.float32),
-              "image": rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)}
+    arrays = {
+        "thresh": rng.random((64, 80), dtype=np.float32),
+        "mask": (rng.random((64, 80)) > 0.5).astype(np.float32),
+        "image": rng.integers(0, 255, (5, 7, 3), dtype=np.uint8),
+    }
     blob = encode({"kind": "x"}, arrays, bit_arrays=("mask",))
     header, back = decode(blob)
     assert header == {"kind": "x"}
@@ -119,16 +128,22 @@ MAPS_FIELDS = {
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(maps_a=st.fixed_dictionaries(MAPS_FIELDS), maps_b=st.fixed_dictionaries(MAPS_FIELDS),
-       size_b=st.sampled_from([(64, 64), (96, 96)]), shift=st.sampled_from([0.0, 0.5]))
+@given(
+    maps_a=st.fixed_dictionaries(MAPS_FIELDS),
+    maps_b=st.fixed_dictionaries(MAPS_FIELDS),
+    size_b=st.sampled_from([(64, 64), (96, 96)]),
+    shift=st.sampled_from([0.0, 0.5]),
+)
 def test_maps_never_serve_a_value_made_from_other_settings_or_annotations(
     tmp_path_factory, source, maps_a, maps_b, size_b, shift
 ):
     store = new_store(tmp_path_factory.mktemp("store"))
     rng = np.random.default_rng(3)
     polygons = [random_quad(rng, 96, 128, 20, 60) for _ in range(3)]
-    cases = [(DataConfig(train_size=(64, 64)), MapsConfig(**maps_a), polygons),
-             (DataConfig(train_size=size_b), MapsConfig(**maps_b), [p + shift for p in polygons])]
+    cases = [
+        (DataConfig(train_size=(64, 64)), MapsConfig(**maps_a), polygons),
+        (DataConfig(train_size=size_b), MapsConfig(**maps_b), [p + shift for p in polygons]),
+    ]
     images = ImageLayer(store)
     for data_cfg, maps_cfg, polys in cases + cases[:1]:
         sample = Sample(source, polys, [False, False, True])

@@ -66,8 +66,10 @@ def test_icdar_layout_reads_back_with_matching_counts(small_set) -> None:
         assert sum(flag for s in samples for flag in s.ignore) == split.dont_care_words
         for sample in samples:
             assert all(p.shape == (4, 2) for p in sample.polygons)
-            assert all(t == "###" if ign else (t.isalnum() and 2 <= len(t) <= 12)
-                       for t, ign in zip(sample.texts, sample.ignore, strict=True))
+            assert all(
+                t == "###" if ign else (t.isalnum() and 2 <= len(t) <= 12)
+                for t, ign in zip(sample.texts, sample.ignore, strict=True)
+            )
     assert summary.train.dont_care_words + summary.val.dont_care_words > 0
     assert summary.train.care_words > 6
     assert summary.images == 9
@@ -76,8 +78,12 @@ def test_icdar_layout_reads_back_with_matching_counts(small_set) -> None:
 def test_polygons_inside_image_clockwise_and_reading_rightwards(small_set) -> None:
     out, _ = small_set
     h, w = SMALL
-    quads = [(p, ign) for split in ("train", "val") for s in load_icdar_dir(out / split).samples
-             for p, ign in zip(s.polygons, s.ignore, strict=True)]
+    quads = [
+        (p, ign)
+        for split in ("train", "val")
+        for s in load_icdar_dir(out / split).samples
+        for p, ign in zip(s.polygons, s.ignore, strict=True)
+    ]
     assert quads
     for quad, _ in quads:
         assert (quad >= 0).all() and (quad[:, 0] <= w - 1).all() and (quad[:, 1] <= h - 1).all()

@@ -13,9 +13,22 @@ from ocrkit.cli.app import app
 runner = CliRunner()
 
 TINY = [
-    "--set", "model.base_width=8", "--set", "model.inner_channels=32", "--set", "model.head_channels=8",
-    "--set", "data.train_size=[96,96]", "--set", "data.eval_size=[128,160]", "--set", "data.num_workers=0",
-    "--set", "train.overlays=1", "--set", "train.eval_batch_size=2",
+    "--set",
+    "model.base_width=8",
+    "--set",
+    "model.inner_channels=32",
+    "--set",
+    "model.head_channels=8",
+    "--set",
+    "data.train_size=[96,96]",
+    "--set",
+    "data.eval_size=[128,160]",
+    "--set",
+    "data.num_workers=0",
+    "--set",
+    "train.overlays=1",
+    "--set",
+    "train.eval_batch_size=2",
 ]
 
 
@@ -32,8 +45,18 @@ def assert_one_line_error(result, fragment):
 
 
 def train(synth, log_dir, *extra):
-    return run("train", "--data", synth / "train", "--val-data", synth / "val", "--quiet",
-               "--set", f"log.dir={log_dir}", *TINY, *extra)
+    return run(
+        "train",
+        "--data",
+        synth / "train",
+        "--val-data",
+        synth / "val",
+        "--quiet",
+        "--set",
+        f"log.dir={log_dir}",
+        *TINY,
+        *extra,
+    )
 
 
 def test_train_eval_predict_end_to_end(synth, tmp_path):
@@ -55,16 +78,33 @@ def test_train_eval_predict_end_to_end(synth, tmp_path):
     assert again.exit_code == 0 and (tmp_path / "train" / "tiny2" / "last.pt").is_file()  # auto-increment
 
     out = tmp_path / "eval"
-    evaluated = run("eval", "--checkpoint", run_dir / "last.pt", "--data", synth / "val", "--out", out, "--json",
-                    "--set", "postprocess.thresh=0.05", "--set", "postprocess.box_thresh=0.05")
+    evaluated = run(
+        "eval",
+        "--checkpoint",
+        run_dir / "last.pt",
+        "--data",
+        synth / "val",
+        "--out",
+        out,
+        "--json",
+        "--set",
+        "postprocess.thresh=0.05",
+        "--set",
+        "postprocess.box_thresh=0.05",
+    )
     assert evaluated.exit_code == 0, evaluated.output
     scores = json.loads(evaluated.output)
     assert len(list(out.glob("res_*.txt"))) == 4 and len(list((out / "json").glob("*.json"))) == 4
     rescored = json.loads(run("eval", "--gt-dir", synth / "val", "--pred-dir", out, "--json").output)
     assert (rescored["precision"], rescored["recall"], rescored["hmean"]) == (
-        scores["precision"], scores["recall"], scores["hmean"])
+        scores["precision"],
+        scores["recall"],
+        scores["hmean"],
+    )
 
-    predicted = run("predict", synth / "val" / "images", "--checkpoint", run_dir / "best.pt", "--out", tmp_path / "pred")
+    predicted = run(
+        "predict", synth / "val" / "images", "--checkpoint", run_dir / "best.pt", "--out", tmp_path / "pred"
+    )
     assert predicted.exit_code == 0, predicted.output
     for stem in ("synth_000001", "synth_000004"):
         assert (tmp_path / "pred" / f"res_{stem}.txt").is_file()
@@ -100,7 +140,15 @@ def test_resume_equals_straight_run_and_logs_stay_monotonic(synth, tmp_path):
     events = EventAccumulator(str(split_dir / "tb"))
     events.Reload()
     tags = events.Tags()["scalars"]
-    assert {"train/loss", "train/lr", "health/grad_norm", "health/update_ratio", "train/img_per_s", "val/hmean", "val/precision"} <= set(tags)
+    assert {
+        "train/loss",
+        "train/lr",
+        "health/grad_norm",
+        "health/update_ratio",
+        "train/img_per_s",
+        "val/hmean",
+        "val/precision",
+    } <= set(tags)
     for tag in tags:
         steps = [e.step for e in events.Scalars(tag)]
         assert steps == sorted(set(steps)), (tag, steps)  # strictly increasing, across the resume
@@ -111,8 +159,12 @@ def test_resume_equals_straight_run_and_logs_stay_monotonic(synth, tmp_path):
 def test_resume_after_a_crash_purges_logged_steps_past_the_checkpoint(synth, tmp_path):
     """A run killed after logging steps the checkpoint never saw: on resume those steps are
     dropped from TensorBoard and metrics.csv, so the re-done steps are logged exactly once."""
-    assert train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "crash",
-                 "--set", "train.stop_at_step=2").exit_code == 0
+    assert (
+        train(
+            synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "crash", "--set", "train.stop_at_step=2"
+        ).exit_code
+        == 0
+    )
     run_dir = tmp_path / "train" / "crash"
     from ocrkit.core.engine.logger import RunLogger
 
@@ -131,8 +183,20 @@ def test_resume_after_a_crash_purges_logged_steps_past_the_checkpoint(synth, tmp
 def test_init_from_loads_weights_only(synth, tmp_path):
     assert train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "base").exit_code == 0
     base = tmp_path / "train" / "base" / "last.pt"
-    result = train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "ft", "--init-from", base,
-                   "--set", "train.lr=1e-12")
+    result = train(
+        synth,
+        tmp_path,
+        "--epochs",
+        1,
+        "--batch-size",
+        4,
+        "--name",
+        "ft",
+        "--init-from",
+        base,
+        "--set",
+        "train.lr=1e-12",
+    )
     assert result.exit_code == 0, result.output
     state = torch.load(tmp_path / "train" / "ft" / "last.pt", weights_only=False)
     assert state["train_state"]["step"] == 2  # a new run: its own counter
@@ -143,11 +207,39 @@ def test_init_from_loads_weights_only(synth, tmp_path):
 
 def test_overfit_one_batch_reaches_high_hmean(synth, tmp_path):
     result = run(
-        "train", "--data", synth / "train", "--quiet", "--overfit-batches", 1, "--batch-size", 2,
-        "--epochs", 400, "--set", f"log.dir={tmp_path}", *TINY, "--set", "data.train_size=[128,160]",
-        "--set", "model.base_width=16", "--set", "model.inner_channels=64", "--set", "model.head_channels=16",
-        "--set", "train.optimizer=adamw", "--set", "train.lr=0.002", "--set", "train.weight_decay=0",
-        "--set", "train.poly_power=0", "--set", "train.val_every=400", "--set", "train.overlays=0",
+        "train",
+        "--data",
+        synth / "train",
+        "--quiet",
+        "--overfit-batches",
+        1,
+        "--batch-size",
+        2,
+        "--epochs",
+        400,
+        "--set",
+        f"log.dir={tmp_path}",
+        *TINY,
+        "--set",
+        "data.train_size=[128,160]",
+        "--set",
+        "model.base_width=16",
+        "--set",
+        "model.inner_channels=64",
+        "--set",
+        "model.head_channels=16",
+        "--set",
+        "train.optimizer=adamw",
+        "--set",
+        "train.lr=0.002",
+        "--set",
+        "train.weight_decay=0",
+        "--set",
+        "train.poly_power=0",
+        "--set",
+        "train.val_every=400",
+        "--set",
+        "train.overlays=0",
     )
     assert result.exit_code == 0, result.output
     assert "best val hmean" in result.output
@@ -177,9 +269,7 @@ def test_bad_input_is_one_line(synth, tmp_path):
     (broken / "images" / "a.jpg").write_bytes(b"\xff\xd8 garbage")
     (broken / "gts" / "gt_a.txt").write_text("1,1,50,1,50,20,1,20,word\n")
     assert_one_line_error(train(synth, tmp_path, "--data", broken, "--batch-size", 1), "a.jpg")
-    assert_one_line_error(
-        train(synth, tmp_path, "--resume", checkpoint, "--init-from", checkpoint), "pick one"
-    )
+    assert_one_line_error(train(synth, tmp_path, "--resume", checkpoint, "--init-from", checkpoint), "pick one")
 
 
 def _logged(run_dir: Path, prefix: str) -> dict[tuple[int, str], str]:
@@ -190,20 +280,36 @@ def _logged(run_dir: Path, prefix: str) -> dict[tuple[int, str], str]:
 
 def test_profile_breaks_the_step_down_without_changing_the_run(synth, tmp_path):
     plain = train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "plain")
-    profiled = train(synth, tmp_path, "--epochs", 2, "--batch-size", 4, "--name", "profiled", "--profile",
-                     "--profile-trace", 1, "--set", "train.profile_trace_start=2")
+    profiled = train(
+        synth,
+        tmp_path,
+        "--epochs",
+        2,
+        "--batch-size",
+        4,
+        "--name",
+        "profiled",
+        "--profile",
+        "--profile-trace",
+        1,
+        "--set",
+        "train.profile_trace_start=2",
+    )
     assert plain.exit_code == 0 and profiled.exit_code == 0, profiled.output
     plain_dir, profiled_dir = tmp_path / "train" / "plain", tmp_path / "train" / "profiled"
     # the same losses step by step: profiling observes, it does not change the run
     assert _logged(plain_dir, "train/loss") == _logged(profiled_dir, "train/loss")
     stages = _logged(profiled_dir, "profile/")
     assert not _logged(plain_dir, "profile/")
-    assert {tag for _, tag in stages} == {f"profile/{s}_ms" for s in
-                                          ("data", "forward", "loss", "backward", "optimizer", "logging", "step")}
+    assert {tag for _, tag in stages} == {
+        f"profile/{s}_ms" for s in ("data", "forward", "loss", "backward", "optimizer", "logging", "step")
+    }
     assert sorted({step for step, _ in stages}) == [2, 4]  # once per epoch, at its last step
     for step in (2, 4):
-        parts = sum(float(stages[(step, f"profile/{s}_ms")]) for s in ("data", "forward", "loss", "backward",
-                                                                        "optimizer", "logging"))
+        parts = sum(
+            float(stages[(step, f"profile/{s}_ms")])
+            for s in ("data", "forward", "loss", "backward", "optimizer", "logging")
+        )
         assert float(stages[(step, "profile/step_ms")]) == pytest.approx(parts, rel=1e-3)
         assert float(stages[(step, "profile/forward_ms")]) > 0 and float(stages[(step, "profile/backward_ms")]) > 0
     tb = EventAccumulator(str(profiled_dir / "tb"))

@@ -46,15 +46,21 @@ def write_predictions_from_gt(gt_dir: Path, pred_dir: Path) -> int:
             if len(fields) < 9 or ",".join(fields[8:]).strip() == "###":
                 continue
             lines.append(",".join(f.strip() for f in fields[:8]) + "\n")
-        (pred_dir / f"res_{gt.stem[len('gt_'):]}.txt").write_text("".join(lines), encoding="utf-8")
+        (pred_dir / f"res_{gt.stem[len('gt_') :]}.txt").write_text("".join(lines), encoding="utf-8")
     return len(files)
 
 
 def run_once(tree: Path, args: list[str]) -> float:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])))
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", LAUNCH, *args], env=env, cwd=tree,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCH, *args],
+        env=env,
+        cwd=tree,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{tree}: ocrkit {' '.join(args)} exited {done.returncode}:\n{done.stderr[-2000:]}")
@@ -74,19 +80,27 @@ def machine() -> str:
     flags = set(fields.get("flags", "").split())
     present = ", ".join(f for f in FLAGS if f in flags) or "none"
     absent = ", ".join(f for f in FLAGS if f not in flags) or "none"
-    return (f"{model}; {os.cpu_count()} logical CPUs; flags present: {present}; absent: {absent}; "
-            f"Python {platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    return (
+        f"{model}; {os.cpu_count()} logical CPUs; flags present: {present}; absent: {absent}; "
+        f"Python {platform.python_version()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", action="append", metavar="LABEL=DIR",
-                        help="A source tree to time (repeatable); default: this repository as 'now'.")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="LABEL=DIR",
+        help="A source tree to time (repeatable); default: this repository as 'now'.",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="Timed runs per command and tree (median reported).")
     parser.add_argument("--gt-dir", type=Path, default=default_gt_dir(), help="Ground truth for the eval case.")
     opts = parser.parse_args()
-    trees = [(label, Path(path).resolve()) for label, _, path in
-             (item.partition("=") for item in (opts.tree or [f"now={REPO}"]))]
+    trees = [
+        (label, Path(path).resolve())
+        for label, _, path in (item.partition("=") for item in (opts.tree or [f"now={REPO}"]))
+    ]
     if not opts.gt_dir.is_dir():
         raise SystemExit(f"{opts.gt_dir}: ground truth not found (give --gt-dir or set OCRKIT_SAMPLE_DIR)")
 
@@ -98,8 +112,13 @@ def main() -> None:
             "ocrkit --version": ["--version"],
             "ocrkit --help": ["--help"],
             "ocrkit config show": ["config", "show"],
-            f"ocrkit eval --gt-dir --pred-dir ({images} images)": ["eval", "--gt-dir", str(opts.gt_dir),
-                                                                  "--pred-dir", str(pred_dir)],
+            f"ocrkit eval --gt-dir --pred-dir ({images} images)": [
+                "eval",
+                "--gt-dir",
+                str(opts.gt_dir),
+                "--pred-dir",
+                str(pred_dir),
+            ],
         }
         times: dict[tuple[str, str], list[float]] = {(c, label): [] for c in commands for label, _ in trees}
         for args in commands.values():
@@ -116,8 +135,10 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (len(trees) + 1))
     for name in commands:
-        cells = [f"{statistics.median(t):.2f} ({min(t):.2f}-{max(t):.2f})"
-                 for t in (times[name, label] for label, _ in trees)]
+        cells = [
+            f"{statistics.median(t):.2f} ({min(t):.2f}-{max(t):.2f})"
+            for t in (times[name, label] for label, _ in trees)
+        ]
         print(f"| `{name}` | " + " | ".join(cells) + " |")
 
 

@@ -27,7 +27,10 @@ def variants(args) -> dict[str, dict]:
         "channels-last": {"shape": (8, 3, 320, 320), "channels_last": True},
         "crop 256x256": {"shape": (8, 3, 256, 256)},
         "batch 4": {"shape": (4, 3, 320, 320)},
-        "width 24/96/24": {"shape": (8, 3, 320, 320), "model": {"base_width": 24, "inner_channels": 96, "head_channels": 24}},
+        "width 24/96/24": {
+            "shape": (8, 3, 320, 320),
+            "model": {"base_width": 24, "inner_channels": 96, "head_channels": 24},
+        },
     }
     if args.compile:
         out["torch.compile"] = {"shape": (8, 3, 320, 320), "compile": True}

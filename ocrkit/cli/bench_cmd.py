@@ -29,7 +29,9 @@ def maps(
     size: Annotated[tuple[int, int], typer.Option(help="Map size H W.")] = (640, 640),
     images: Annotated[int, typer.Option(min=1, help="Random layouts in the dense case.")] = 10,
     repeats: Annotated[int, typer.Option(min=1, help="Timed repeats (median reported).")] = 5,
-    growth: Annotated[bool, typer.Option("--growth/--no-growth", help="Also sweep polygon count and image size.")] = True,
+    growth: Annotated[
+        bool, typer.Option("--growth/--no-growth", help="Also sweep polygon count and image size.")
+    ] = True,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -47,21 +49,42 @@ def maps(
     cfg = resolve_config(config, set_)
     results = run_maps_bench(sample_dir, size, images, repeats, cfg.maps, growth)
     table = Table(title=f"DB label maps at {size[0]}×{size[1]}, ms per image (median of {repeats})")
-    columns = ("case", "images", "DB ms", "oracle ms", "ocrkit ms", "vs DB", "vs oracle", "max Δthresh",
-               "masks equal", "DB's Δthresh")
+    columns = (
+        "case",
+        "images",
+        "DB ms",
+        "oracle ms",
+        "ocrkit ms",
+        "vs DB",
+        "vs oracle",
+        "max Δthresh",
+        "masks equal",
+        "DB's Δthresh",
+    )
     for column in columns:
         table.add_column(column, justify="right")
     for r in results:
-        table.add_row(r.case, str(r.images), f"{r.db_ms:.2f}", f"{r.oracle_ms:.2f}", f"{r.production_ms:.2f}",
-                      f"{r.speedup_vs_db:.1f}×", f"{r.speedup_vs_oracle:.1f}×", f"{r.max_thresh_diff:.1e}",
-                      str(r.binary_maps_identical), f"{r.db_max_thresh_diff:.1e}")
+        table.add_row(
+            r.case,
+            str(r.images),
+            f"{r.db_ms:.2f}",
+            f"{r.oracle_ms:.2f}",
+            f"{r.production_ms:.2f}",
+            f"{r.speedup_vs_db:.1f}×",
+            f"{r.speedup_vs_oracle:.1f}×",
+            f"{r.max_thresh_diff:.1e}",
+            str(r.binary_maps_identical),
+            f"{r.db_max_thresh_diff:.1e}",
+        )
     out_console.print(table)
     write_document(bench_document("maps", results=results_as_dicts(results)), json_file)
 
 
 @app.command("cache")
 def cache(
-    data: Annotated[str | None, typer.Option(help="Validation data (default: data.val, else the built-in set).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Validation data (default: data.val, else the built-in set).")
+    ] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed repeats (median reported).")] = 3,
     full: Annotated[bool, typer.Option("--full/--data-only", help="Also time a full validation pass.")] = True,
     checkpoint: Annotated[Path | None, typer.Option(help="Model for the full pass (default: a fresh one).")] = None,
@@ -78,24 +101,48 @@ def cache(
     from ocrkit.core.bench.cache import results_document as cache_results_document
 
     rows, cfg, source = cache_bench_job(config, set_, data, repeats, full, checkpoint, quiet)
-    table = Table(title=f"store on the validation path: {rows[0].images} images of {source} at eval size "
-                        f"{list(cfg.data.eval_size)}, seconds per epoch (median of {repeats})")
-    for column in ("scope", "no store", "cold", "warm", "warm speed-up vs cold", "cold overhead", "warm vs no store",
-                   "store MB"):
+    table = Table(
+        title=f"store on the validation path: {rows[0].images} images of {source} at eval size "
+        f"{list(cfg.data.eval_size)}, seconds per epoch (median of {repeats})"
+    )
+    for column in (
+        "scope",
+        "no store",
+        "cold",
+        "warm",
+        "warm speed-up vs cold",
+        "cold overhead",
+        "warm vs no store",
+        "store MB",
+    ):
         table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(r.scope, f"{r.none_s:.3f}", f"{r.cold_s:.3f}", f"{r.warm_s:.3f}", f"{r.warm_speedup:.2f}×",
-                      f"{r.cold_overhead:+.1%}", f"{r.warm_vs_none:.2f}×", f"{r.store_bytes / 1e6:.1f}")
+        table.add_row(
+            r.scope,
+            f"{r.none_s:.3f}",
+            f"{r.cold_s:.3f}",
+            f"{r.warm_s:.3f}",
+            f"{r.warm_speedup:.2f}×",
+            f"{r.cold_overhead:+.1%}",
+            f"{r.warm_vs_none:.2f}×",
+            f"{r.store_bytes / 1e6:.1f}",
+        )
     out_console.print(table)
-    out_console.print(f"once, outside the epochs: creating an empty store {rows[0].store_create_ms:.0f} ms, "
-                      f"opening it in a process {rows[0].store_open_ms:.0f} ms")
+    out_console.print(
+        f"once, outside the epochs: creating an empty store {rows[0].store_create_ms:.0f} ms, "
+        f"opening it in a process {rows[0].store_open_ms:.0f} ms"
+    )
     write_document(cache_results_document(rows, cfg, repeats, source), json_file)
 
 
 @app.command("fp16-vs-fp32")
 def fp16_vs_fp32(
-    precisions: Annotated[str, typer.Option(help="Comma-separated; 32-true is the reference.")] = "32-true,16-mixed,bf16-mixed",
-    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps per precision (default: the config's schedule).")] = None,
+    precisions: Annotated[
+        str, typer.Option(help="Comma-separated; 32-true is the reference.")
+    ] = "32-true,16-mixed,bf16-mixed",
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Optimizer steps per precision (default: the config's schedule).")
+    ] = None,
     data: Annotated[str | None, typer.Option(help="Training data (default: the built-in synthetic set).")] = None,
     val_data: Annotated[str | None, typer.Option(help="Validation data every precision is scored on.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
@@ -103,7 +150,9 @@ def fp16_vs_fp32(
     name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "fp16-vs-fp32",
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any precision FAILs.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Also train modes the probe measured more than 5x slower than 32-true.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also train modes the probe measured more than 5x slower than 32-true.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No training progress output.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -144,16 +193,39 @@ def precision_table(runs, tolerance: float) -> Table:
         return "—" if value is None else format(value, fmt)
 
     table = Table(title=f"precision vs 32-true (PASS: |ΔH| ≤ {tolerance} and no health stop)")
-    for column in ("precision", "img/s", "speed-up", "step img/s", "step speed-up", "peak MiB", "final loss", "P", "R", "H", "ΔH",
-                   "skipped", "min scale", "verdict"):
+    for column in (
+        "precision",
+        "img/s",
+        "speed-up",
+        "step img/s",
+        "step speed-up",
+        "peak MiB",
+        "final loss",
+        "P",
+        "R",
+        "H",
+        "ΔH",
+        "skipped",
+        "min scale",
+        "verdict",
+    ):
         table.add_column(column, justify="right")
     for r in runs:
         table.add_row(
-            r.precision, num(r.images_per_s, ".2f"), num(r.speedup, ".2f") + ("×" if r.speedup else ""),
-            num(r.step_images_per_s, ".2f"), num(r.step_speedup, ".2f") + ("×" if r.step_speedup else ""),
-            num(r.peak_memory_mib, ".0f"), num(r.final_loss, ".4f"), num(r.precision_, ".4f"),
-            num(r.recall, ".4f"), num(r.hmean, ".4f"), num(r.delta_hmean, "+.4f"), f"{r.skipped_steps}/{r.steps}",
-            num(r.min_scale, "g"), r.verdict,
+            r.precision,
+            num(r.images_per_s, ".2f"),
+            num(r.speedup, ".2f") + ("×" if r.speedup else ""),
+            num(r.step_images_per_s, ".2f"),
+            num(r.step_speedup, ".2f") + ("×" if r.step_speedup else ""),
+            num(r.peak_memory_mib, ".0f"),
+            num(r.final_loss, ".4f"),
+            num(r.precision_, ".4f"),
+            num(r.recall, ".4f"),
+            num(r.hmean, ".4f"),
+            num(r.delta_hmean, "+.4f"),
+            f"{r.skipped_steps}/{r.steps}",
+            num(r.min_scale, "g"),
+            r.verdict,
         )
     return table
 
@@ -180,13 +252,15 @@ def profile(
     table = Table(title=f"train --profile overhead: {steps} steps x {repeats} runs per variant, ms per step (median)")
     for column in ("profile off", "profile on", "overhead", "losses identical"):
         table.add_column(column, justify="right")
-    table.add_row(f"{bench.off_step_ms:.1f}", f"{bench.on_step_ms:.1f}", f"{bench.overhead:+.2%}",
-                  str(bench.identical_losses))
+    table.add_row(
+        f"{bench.off_step_ms:.1f}", f"{bench.on_step_ms:.1f}", f"{bench.overhead:+.2%}", str(bench.identical_losses)
+    )
     out_console.print(table)
     if bench.breakdown_ms:
         total = sum(bench.breakdown_ms.values())
-        out_console.print("profiled step: " + ", ".join(f"{k} {v:.1f} ms ({v / total:.0%})"
-                                                        for k, v in bench.breakdown_ms.items()))
+        out_console.print(
+            "profiled step: " + ", ".join(f"{k} {v:.1f} ms ({v / total:.0%})" for k, v in bench.breakdown_ms.items())
+        )
     write_document(profile_results_document(bench, cfg), out_dir / "profile.json", json_file)
 
 
@@ -196,7 +270,9 @@ def data(
     workers: Annotated[str, typer.Option(help="Comma-separated DataLoader worker counts.")] = "0,1,2",
     epoch_images: Annotated[int, typer.Option(min=1, help="Training samples in one timed loader epoch.")] = 96,
     repeats: Annotated[int, typer.Option(min=1, help="Epochs per variant (median reported).")] = 3,
-    model_steps: Annotated[int, typer.Option(min=0, help="Training steps per worker count for the model's rate (0: skip).")] = 8,
+    model_steps: Annotated[
+        int, typer.Option(min=0, help="Training steps per worker count for the model's rate (0: skip).")
+    ] = 8,
     name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "data",
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -219,16 +295,18 @@ def data(
     for column in ("source", "workers", "epoch img/s", "steady img/s", "first batch ms"):
         table.add_column(column, justify="right")
     for r in bench.loader:
-        table.add_row(r.source, str(r.workers), f"{r.epoch_images_per_s:.1f}", f"{r.images_per_s:.1f}",
-                      f"{r.first_batch_ms:.0f}")
+        table.add_row(
+            r.source, str(r.workers), f"{r.epoch_images_per_s:.1f}", f"{r.images_per_s:.1f}", f"{r.first_batch_ms:.0f}"
+        )
     out_console.print(table)
     if bench.model:
         model = Table(title=f"the model on {bench.device}: {model_steps} training steps per worker count")
         for column in ("workers", "step img/s", "train img/s", "waiting for data"):
             model.add_column(column, justify="right")
         for r in bench.model:
-            model.add_row(str(r.workers), f"{r.step_images_per_s:.1f}", f"{r.train_images_per_s:.1f}",
-                          f"{r.data_wait_share:.0%}")
+            model.add_row(
+                str(r.workers), f"{r.step_images_per_s:.1f}", f"{r.train_images_per_s:.1f}", f"{r.data_wait_share:.0%}"
+            )
         out_console.print(model)
         out_console.print(bench.verdict(), soft_wrap=True)
     write_document(data_results_document(bench), out_dir / "data.json", json_file)

@@ -53,7 +53,13 @@ def status_command(config: ConfigOption = None, set_: SetOption = None, json_out
     for column in ("kind", "version", "config", "entries", "size", "this config?"):
         table.add_column(column, justify="right")
     for g in info["groups"]:
-        mark = "yes" if g["current_version"] and g["current_config"] else "older version" if not g["current_version"] else "other config"
+        mark = (
+            "yes"
+            if g["current_version"] and g["current_config"]
+            else "older version"
+            if not g["current_version"]
+            else "other config"
+        )
         table.add_row(g["kind"], g["version"], g["config"], str(g["entries"]), _mb(g["bytes"]), mark)
     out_console.print(table)
     now = ", ".join(f"{kind} {v['version']}/{v['config']}" for kind, v in info["current"].items())
@@ -78,8 +84,10 @@ def health_command(config: ConfigOption = None, set_: SetOption = None, json_out
             rate = "—" if k["hit_rate"] is None else f"{k['hit_rate']:.1%}"
             table.add_row(kind, str(k["entries"]), str(k["lookups"]), rate, *(str(k[e]) for e in EVENTS))
         out_console.print(table)
-        out_console.print(f"size {_mb(report['size_bytes'])} of {_mb(report['size_limit_bytes'])} "
-                          f"({report['fill']:.0%}); stale entries {report['stale_entries']} ({report['stale_share']:.0%})")
+        out_console.print(
+            f"size {_mb(report['size_bytes'])} of {_mb(report['size_limit_bytes'])} "
+            f"({report['fill']:.0%}); stale entries {report['stale_entries']} ({report['stale_share']:.0%})"
+        )
         for problem in report["problems"]:
             out_console.print(f"{problem['level']}: {problem['message']}", soft_wrap=True)
         out_console.print(f"verdict: {report['verdict']}")
@@ -89,7 +97,9 @@ def health_command(config: ConfigOption = None, set_: SetOption = None, json_out
 @app.command("validate")
 def validate_command(
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="Check this many random entries.")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Check every entry (the default when --sample is not given).")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Check every entry (the default when --sample is not given).")
+    ] = False,
     fix: Annotated[bool, typer.Option("--fix", help="Delete corrupt, stale and mismatched entries.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -106,9 +116,11 @@ def validate_command(
     if json_out:
         out_console.print_json(json.dumps(report.to_dict()))
     else:
-        out_console.print(f"checked {report.checked} of {report.total} entries: {report.ok} ok, "
-                          f"{len(report.corrupt)} corrupt, {len(report.stale)} stale, {len(report.mismatched)} mismatched"
-                          + (f"; deleted {report.deleted}" if fix else ""))
+        out_console.print(
+            f"checked {report.checked} of {report.total} entries: {report.ok} ok, "
+            f"{len(report.corrupt)} corrupt, {len(report.stale)} stale, {len(report.mismatched)} mismatched"
+            + (f"; deleted {report.deleted}" if fix else "")
+        )
         for label, keys in (("corrupt", report.corrupt), ("stale", report.stale), ("mismatched", report.mismatched)):
             for key in keys[:20]:
                 out_console.print(f"  {label}: {key}")

@@ -20,9 +20,7 @@ err_console = Console(stderr=True, highlight=False)
 # Piped or captured output is not squeezed into 80 columns: benchmark tables stay readable.
 out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file (overrides defaults).")
-]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (overrides defaults).")]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override any config key: --set train.lr=0.01 (repeatable; wins over all)."),

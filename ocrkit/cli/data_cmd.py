@@ -19,7 +19,9 @@ def synth(
     val: Annotated[int, typer.Option(help="Validation images.")] = 50,
     size: Annotated[tuple[int, int], typer.Option(help="Image size H W.")] = (640, 640),
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
-    font: Annotated[list[Path] | None, typer.Option(help="TTF font file (repeatable); default: Pillow's built-in.")] = None,
+    font: Annotated[
+        list[Path] | None, typer.Option(help="TTF font file (repeatable); default: Pillow's built-in.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Render random words on varied backgrounds with exact polygon ground truth."""

@@ -12,7 +12,9 @@ from ocrkit.cli.common import ConfigOption, SetOption, out_console, resolve_conf
 
 def doctor_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto (the device the rates are measured on).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu | cuda | auto (the device the rates are measured on).")
+    ] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -45,14 +47,25 @@ def report_lines(report: dict[str, Any]) -> list[str]:
             if t["error"]:
                 lines.append(f"  {mode}: error: {t['error']}")
             elif t["full_s"] is None:
-                lines.append(f"  {mode}: {t['slowdown_vs_32']:.1f}x slower than 32-true at 1x128x128 (not timed further)")
+                lines.append(
+                    f"  {mode}: {t['slowdown_vs_32']:.1f}x slower than 32-true at 1x128x128 (not timed further)"
+                )
             else:
-                lines.append(f"  {mode}: {t['full_s'] * 1e3:.0f} ms per {n}x{h}x{w} training step, "
-                             f"{t['images_per_s']:.1f} img/s, {1 / t['slowdown_vs_32']:.2f}x the 32-true rate")
+                lines.append(
+                    f"  {mode}: {t['full_s'] * 1e3:.0f} ms per {n}x{h}x{w} training step, "
+                    f"{t['images_per_s']:.1f} img/s, {1 / t['slowdown_vs_32']:.2f}x the 32-true rate"
+                )
     for key, label in (("maps", "label maps"), ("sample", "one training sample")):
         value = rates[key]
-        lines.append(f"  {label}: " + (f"error: {value['error']}" if "error" in value else f"{value['ms_per_image']} ms "
-                                       f"per image ({value.get('layout') or 'train size ' + str(value['train_size'])})"))
+        lines.append(
+            f"  {label}: "
+            + (
+                f"error: {value['error']}"
+                if "error" in value
+                else f"{value['ms_per_image']} ms "
+                f"per image ({value.get('layout') or 'train size ' + str(value['train_size'])})"
+            )
+        )
     advice = report["advice"]
     lines.append("advice:")
     lines += [f"  - {a}" for a in advice] if isinstance(advice, list) else [f"  error: {advice['error']}"]

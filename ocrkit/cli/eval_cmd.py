@@ -48,9 +48,15 @@ def eval_command(
     data: Annotated[str | None, typer.Option(help="ICDAR dir or JSON (default: the checkpoint's data.val).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output dir (default runs/eval/<name>).")] = None,
     name: Annotated[str, typer.Option(help="Run name when --out is not given.")] = "exp",
-    gt_dir: Annotated[Path | None, typer.Option("--gt-dir", help="Score files: gt_<stem>.txt (or an ICDAR root).")] = None,
-    pred_dir: Annotated[Path | None, typer.Option("--pred-dir", help="Score files: res_<stem>.txt predictions.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (precision, recall, hmean, ...).")] = False,
+    gt_dir: Annotated[
+        Path | None, typer.Option("--gt-dir", help="Score files: gt_<stem>.txt (or an ICDAR root).")
+    ] = None,
+    pred_dir: Annotated[
+        Path | None, typer.Option("--pred-dir", help="Score files: res_<stem>.txt predictions.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (precision, recall, hmean, ...).")
+    ] = False,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     skip_bad: SkipBadOption = None,
     config: ConfigOption = None,

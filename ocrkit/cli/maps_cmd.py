@@ -11,8 +11,9 @@ from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_consol
 from ocrkit.cli.eval_cmd import print_metrics
 from ocrkit.core.errors import OcrkitError
 
-app = typer.Typer(help="DB label maps: look at them, check what they can represent, precompute them.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="DB label maps: look at them, check what they can represent, precompute them.", no_args_is_help=True
+)
 
 
 @app.command("show")

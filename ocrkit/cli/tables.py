@@ -14,8 +14,10 @@ def probe_table(probe: ProbeResult) -> Table:
     """The precision probe's figures: one forward + backward of the configured model per mode."""
     n, _, h, w = probe.shape
     source = "cached" if probe.cached else "measured"
-    table = Table(title=f"precision probe on {probe.device} ({source} {probe.measured_at}): "
-                        f"one training step (forward + backward)")
+    table = Table(
+        title=f"precision probe on {probe.device} ({source} {probe.measured_at}): "
+        f"one training step (forward + backward)"
+    )
     for column in ("mode", "1x128x128 ms", f"{n}x{h}x{w} ms", "img/s", "vs 32-true", "note"):
         table.add_column(column, justify="right")
     for mode, timing in probe.timings.items():

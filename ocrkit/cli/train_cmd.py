@@ -12,21 +12,36 @@ from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_consol
 
 def train_command(
     config: ConfigOption = None,
-    data: Annotated[str | None, typer.Option(help="Training data: ICDAR dir or JSON (default: built-in synthetic).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Training data: ICDAR dir or JSON (default: built-in synthetic).")
+    ] = None,
     val_data: Annotated[str | None, typer.Option(help="Validation data, same formats.")] = None,
-    precision: Annotated[str | None, typer.Option(help="32-true | 16-mixed | bf16-mixed | auto (aliases 32, 16, bf16); "
-                                                               "auto: the fastest mode measured safe here.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="32-true | 16-mixed | bf16-mixed | auto (aliases 32, 16, bf16); "
+            "auto: the fastest mode measured safe here."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs to train (in total, across resumes).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per micro-batch.")] = None,
-    accumulate: Annotated[int | None, typer.Option(min=1, help="Micro-batches per optimizer step (gradient accumulation).")] = None,
+    accumulate: Annotated[
+        int | None, typer.Option(min=1, help="Micro-batches per optimizer step (gradient accumulation).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
-    time_limit: Annotated[float | None, typer.Option(min=0.01, help="Minutes to train: the step count and LR schedule are fitted to it.")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(min=0.01, help="Minutes to train: the step count and LR schedule are fitted to it.")
+    ] = None,
     name: Annotated[str, typer.Option(help="Run name: runs/train/<name>, auto-incremented.")] = "exp",
     resume: Annotated[Path | None, typer.Option(help="Continue a run (its directory or a checkpoint) exactly.")] = None,
     init_from: Annotated[Path | None, typer.Option(help="Start a new run from these weights only.")] = None,
     overfit_batches: Annotated[int, typer.Option(min=0, help="Sanity check: train on this many fixed batches.")] = 0,
-    profile: Annotated[bool, typer.Option("--profile", help="Per-stage step times at each epoch end and in TensorBoard.")] = False,
-    profile_trace: Annotated[int | None, typer.Option(min=0, help="Also write a torch.profiler trace of this many steps.")] = None,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Per-stage step times at each epoch end and in TensorBoard.")
+    ] = False,
+    profile_trace: Annotated[
+        int | None, typer.Option(min=0, help="Also write a torch.profiler trace of this many steps.")
+    ] = None,
     skip_bad: SkipBadOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     set_: SetOption = None,
@@ -37,9 +52,20 @@ def train_command(
     if resume is not None and config is None:
         config = resolve_resume(resume)[1] / "config.toml"  # the run's own resolved config
     cfg = resolve_config(
-        config, set_, data__train=data, data__val=val_data, train__precision=precision, train__epochs=epochs,
-        train__batch_size=batch_size, train__accumulate=accumulate, train__device=device, train__time_limit=time_limit, data__skip_bad=skip_bad, log__quiet=quiet or None,
-        train__profile=profile or None, train__profile_trace_steps=profile_trace,
+        config,
+        set_,
+        data__train=data,
+        data__val=val_data,
+        train__precision=precision,
+        train__epochs=epochs,
+        train__batch_size=batch_size,
+        train__accumulate=accumulate,
+        train__device=device,
+        train__time_limit=time_limit,
+        data__skip_bad=skip_bad,
+        log__quiet=quiet or None,
+        train__profile=profile or None,
+        train__profile_trace_steps=profile_trace,
     )
     result = run_training(cfg, name, resume, init_from, overfit_batches, quiet=cfg.log.quiet)
     state = result.state
@@ -48,11 +74,17 @@ def train_command(
         out_console.print(f"final loss: {result.last_losses['loss']:.4f}")
     if cfg.train.time_limit is not None:
         planned = state.planned_steps if state.planned_steps is not None else "no plan (ended before it)"
-        out_console.print(f"time budget {cfg.train.time_limit:g} min: {state.step} steps trained in "
-                          f"{state.elapsed_s / 60:.1f} min (planned: {planned})")
+        out_console.print(
+            f"time budget {cfg.train.time_limit:g} min: {state.step} steps trained in "
+            f"{state.elapsed_s / 60:.1f} min (planned: {planned})"
+        )
     if state.best_step >= 0:
         out_console.print(f"best val hmean {state.best_hmean:.4f} at step {state.best_step}")
         val = cfg.data.val
-        out_console.print("evaluate:  " + f"ocrkit eval --checkpoint {result.best_checkpoint} --data {val}", soft_wrap=True)
-        out_console.print("predict:   " + f"ocrkit predict --checkpoint {result.best_checkpoint} IMAGE...", soft_wrap=True)
+        out_console.print(
+            "evaluate:  " + f"ocrkit eval --checkpoint {result.best_checkpoint} --data {val}", soft_wrap=True
+        )
+        out_console.print(
+            "predict:   " + f"ocrkit predict --checkpoint {result.best_checkpoint} IMAGE...", soft_wrap=True
+        )
     out_console.print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}", soft_wrap=True)

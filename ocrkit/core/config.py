@@ -78,9 +78,13 @@ class DataConfig(Section):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     num_workers: int | None = Field(
-        None, ge=0, description="training DataLoader workers; unset: one per CPU core but one, at most 8 (see bench data)"
+        None,
+        ge=0,
+        description="training DataLoader workers; unset: one per CPU core but one, at most 8 (see bench data)",
     )
-    pin_memory: bool | None = Field(None, description="page-locked batches for the copy to the GPU; unset: on with CUDA")
+    pin_memory: bool | None = Field(
+        None, description="page-locked batches for the copy to the GPU; unset: on with CUDA"
+    )
     prefetch_factor: int = Field(2, ge=1, description="batches each worker keeps ready")
     augment: AugmentConfig = AugmentConfig()
 
@@ -141,8 +145,10 @@ class ScalerConfig(Section):
     """fp16 loss scaling (torch.amp.GradScaler). Only 16-mixed uses one: bf16 has fp32's range."""
 
     enabled: bool | None = Field(
-        None, description="unset: on for 16-mixed, off otherwise; false with 16-mixed trains fp16 without loss "
-        "scaling, so gradients below fp16's ~6e-8 underflow to zero (for experiments only)")
+        None,
+        description="unset: on for 16-mixed, off otherwise; false with 16-mixed trains fp16 without loss "
+        "scaling, so gradients below fp16's ~6e-8 underflow to zero (for experiments only)",
+    )
     init_scale: float = Field(2.0**16, gt=0)
     growth_interval: int = Field(2000, ge=1, description="overflow-free steps before the scale doubles")
 
@@ -169,18 +175,24 @@ class TrainConfig(Section):
     warmup_steps: int = Field(0, ge=0)
     poly_power: float = Field(0.9, ge=0)
     precision: Literal["32-true", "16-mixed", "bf16-mixed", "auto"] = Field(
-        "32-true", description="auto: the fastest mode that is safe on the run's device, chosen by a measured probe "
-        "(engine/probe.py); a run's config.toml records the mode it resolved to")
+        "32-true",
+        description="auto: the fastest mode that is safe on the run's device, chosen by a measured probe "
+        "(engine/probe.py); a run's config.toml records the mode it resolved to",
+    )
     scaler: ScalerConfig = ScalerConfig()
     ema: EmaConfig = EmaConfig()
     device: Literal["cpu", "cuda", "auto"] = "auto"
     grad_clip: float | None = Field(None, gt=0)
     channels_last: bool = Field(
-        False, description="NHWC memory format for the model and its inputs: on an H100 the training step ran "
-        "1.3-1.8x faster (docs/benchmarks.md); off until its accuracy over a full schedule is benchmarked")
+        False,
+        description="NHWC memory format for the model and its inputs: on an H100 the training step ran "
+        "1.3-1.8x faster (docs/benchmarks.md); off until its accuracy over a full schedule is benchmarked",
+    )
     cudnn_benchmark: bool = Field(
-        True, description="on CUDA, let cuDNN time its convolution algorithms for the fixed crop size (faster; "
-        "results may then differ in the last bits between runs)")
+        True,
+        description="on CUDA, let cuDNN time its convolution algorithms for the fixed crop size (faster; "
+        "results may then differ in the last bits between runs)",
+    )
     seed: int = 0
     val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     eval_batch_size: int = Field(4, ge=1)
@@ -188,17 +200,24 @@ class TrainConfig(Section):
     log_every: int = Field(10, ge=1, description="steps between console log lines")
     checkpoint_every: int = Field(1, ge=1, description="write last.pt every N epochs (and at the end)")
     time_limit: float | None = Field(
-        None, gt=0, description="minutes for the whole training loop: after time_plan_steps steps the measured step "
+        None,
+        gt=0,
+        description="minutes for the whole training loop: after time_plan_steps steps the measured step "
         "and validation times set the number of steps (replacing epochs; max_steps, if set, stays a ceiling) "
-        "and the LR schedule, warm-up included, is rescaled to end there; a resumed run keeps that plan")
+        "and the LR schedule, warm-up included, is rescaled to end there; a resumed run keeps that plan",
+    )
     time_plan_steps: int = Field(10, ge=2, description="steps timed before a time_limit plan is made")
     stop_at_step: int | None = Field(
         None, ge=1, description="pause at this global step with a checkpoint (resume continues it)"
     )
-    profile: bool = Field(False, description="per-stage step times (data, forward, loss, backward, optimizer, "
-                                             "logging) at each epoch end and in TensorBoard")
-    profile_trace_steps: int = Field(0, ge=0, description="torch.profiler trace of this many steps (0: none), "
-                                                          "written to <run>/profile")
+    profile: bool = Field(
+        False,
+        description="per-stage step times (data, forward, loss, backward, optimizer, "
+        "logging) at each epoch end and in TensorBoard",
+    )
+    profile_trace_steps: int = Field(
+        0, ge=0, description="torch.profiler trace of this many steps (0: none), written to <run>/profile"
+    )
     profile_trace_start: int = Field(5, ge=1, description="the first traced step (after warm-up)")
 
     @field_validator("precision", mode="before")
@@ -210,8 +229,9 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _scaler_matches_precision(self) -> TrainConfig:
         if self.scaler.enabled is not None and self.precision == "auto":
-            raise ValueError("scaler.enabled: set precision = \"16-mixed\" to choose the GradScaler yourself "
-                             "(auto decides itself)")
+            raise ValueError(
+                'scaler.enabled: set precision = "16-mixed" to choose the GradScaler yourself (auto decides itself)'
+            )
         if self.scaler.enabled and self.precision != "16-mixed":
             raise ValueError(
                 f"scaler.enabled: a GradScaler is only for 16-mixed, not {self.precision} "
@@ -235,13 +255,14 @@ class HealthConfig(Section):
         True, description="at the start, plant an inf gradient and check that the step is skipped"
     )
 
+
 _BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
 def parse_bytes(value: Any) -> int:
     """An int, or a string with a unit: "512MB", "2GiB", "1.5gb"."""
     if isinstance(value, bool):
-        raise ValueError("expected a byte count such as 2000000000 or \"2GB\"")
+        raise ValueError('expected a byte count such as 2000000000 or "2GB"')
     if isinstance(value, int | float):
         number, unit = float(value), ""
     else:
@@ -251,7 +272,7 @@ def parse_bytes(value: Any) -> int:
         try:
             number = float(number_text)
         except ValueError:
-            raise ValueError(f"not a byte count: {value!r} (e.g. 2000000000, \"512MB\", \"2GiB\")") from None
+            raise ValueError(f'not a byte count: {value!r} (e.g. 2000000000, "512MB", "2GiB")') from None
         if unit not in _BYTE_UNITS:
             raise ValueError(f"unknown unit in {value!r}; use B, KB, MB, GB, KiB, MiB or GiB")
     if number < 0:
@@ -265,7 +286,7 @@ class CacheConfig(Section):
     size_limit_gb: float = Field(4.0, gt=0, description="entries beyond this are evicted, oldest stored first")
     timeout_s: float = Field(10.0, gt=0, description="how long a store operation may wait for a lock")
     preload_bytes: int = Field(
-        0, ge=0, description="RAM preload of decoded training images up to this many bytes (\"2GB\" works); 0 = off"
+        0, ge=0, description='RAM preload of decoded training images up to this many bytes ("2GB" works); 0 = off'
     )
 
     @field_validator("preload_bytes", mode="before")

@@ -56,8 +56,15 @@ def data_path_epoch(paths: Sequence[Path], cfg: OcrkitConfig, store: Store | Non
 
 
 def validation_pass(model: torch.nn.Module, samples: Sequence[Sample], cfg: OcrkitConfig, store: Store | None) -> None:
-    evaluate_model(model, samples, cfg.data, cfg.postprocess, next(model.parameters()).device,
-                   batch_size=cfg.train.eval_batch_size, store=store)
+    evaluate_model(
+        model,
+        samples,
+        cfg.data,
+        cfg.postprocess,
+        next(model.parameters()).device,
+        batch_size=cfg.train.eval_batch_size,
+        store=store,
+    )
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -95,8 +102,19 @@ def compare(scope: str, images: int, run: Callable[[Store | None], None], repeat
         store.close()
         shutil.rmtree(root, ignore_errors=True)
     none, cold, warm, create, opened = (statistics.median(times[v]) for v in (*VARIANTS, "create", "open"))
-    return CacheBenchRow(scope, images, none, cold, warm, cold / warm, cold / none - 1, none / warm, store_bytes,
-                         create * 1000, opened * 1000)
+    return CacheBenchRow(
+        scope,
+        images,
+        none,
+        cold,
+        warm,
+        cold / warm,
+        cold / none - 1,
+        none / warm,
+        store_bytes,
+        create * 1000,
+        opened * 1000,
+    )
 
 
 def _open_handles(store: Store) -> Store:
@@ -114,22 +132,39 @@ def run_cache_bench(
     with tempfile.TemporaryDirectory(prefix="bench-cache-", dir=parent) as tmp:
         rows = [compare("data path", len(paths), lambda store: data_path_epoch(paths, cfg, store), repeats, Path(tmp))]
         if full_pass and model is not None:
-            rows.append(compare("validation pass", len(paths),
-                                lambda store: validation_pass(model, samples, cfg, store), repeats, Path(tmp)))
+            rows.append(
+                compare(
+                    "validation pass",
+                    len(paths),
+                    lambda store: validation_pass(model, samples, cfg, store),
+                    repeats,
+                    Path(tmp),
+                )
+            )
     return rows
 
 
 def results_document(rows: list[CacheBenchRow], cfg: OcrkitConfig, repeats: int, data: str) -> dict:
     from ocrkit.core.bench.runs import bench_document
 
-    return bench_document("cache", repeats=repeats, data=data, eval_size=list(cfg.data.eval_size),
-                          targets={"warm_speedup_data_path": 6.0, "cold_overhead": 0.05},
-                          results=[asdict(r) for r in rows])
+    return bench_document(
+        "cache",
+        repeats=repeats,
+        data=data,
+        eval_size=list(cfg.data.eval_size),
+        targets={"warm_speedup_data_path": 6.0, "cold_overhead": 0.05},
+        results=[asdict(r) for r in rows],
+    )
 
 
 def cache_bench_job(
-    config_file: Path | None, sets: list[str] | None, data: str | None, repeats: int, full_pass: bool,
-    checkpoint: Path | None, quiet: bool,
+    config_file: Path | None,
+    sets: list[str] | None,
+    data: str | None,
+    repeats: int,
+    full_pass: bool,
+    checkpoint: Path | None,
+    quiet: bool,
 ) -> tuple[list[CacheBenchRow], OcrkitConfig, str]:
     """Validation samples (``--data``, else data.val, else the built-in synthetic val set), and
     a model (a checkpoint with its own config, else a freshly initialised one: the weights do

@@ -81,17 +81,27 @@ class DataBench:
         ratio = best.epoch_images_per_s / fastest_model
         who = "data keeps up with the model" if ratio >= 1 else "DATA IS THE BOTTLENECK"
         end_to_end = max(self.model, key=lambda r: r.train_images_per_s)
-        return (f"{who} (default data.num_workers here: {self.default_workers}): "
-                f"best loader {best.epoch_images_per_s:.1f} img/s ({best.source}, {best.workers} workers) "
-                f"vs model step {fastest_model:.1f} img/s ({ratio:.2f}x); best end-to-end "
-                f"{end_to_end.train_images_per_s:.1f} img/s with {end_to_end.workers} workers")
+        return (
+            f"{who} (default data.num_workers here: {self.default_workers}): "
+            f"best loader {best.epoch_images_per_s:.1f} img/s ({best.source}, {best.workers} workers) "
+            f"vs model step {fastest_model:.1f} img/s ({ratio:.2f}x); best end-to-end "
+            f"{end_to_end.train_images_per_s:.1f} img/s with {end_to_end.workers} workers"
+        )
 
 
-def _time_epoch(dataset: TrainDataset, cfg: OcrkitConfig, workers: int, epoch: int,
-                pin_memory: bool) -> tuple[float, float, float]:
+def _time_epoch(
+    dataset: TrainDataset, cfg: OcrkitConfig, workers: int, epoch: int, pin_memory: bool
+) -> tuple[float, float, float]:
     """(first batch s, steady img/s, epoch img/s) of one epoch through a fresh training loader."""
-    loader = build_train_loader(dataset, cfg.train.batch_size, workers, cfg.train.seed, epoch,
-                                pin_memory=pin_memory, prefetch_factor=cfg.data.prefetch_factor)
+    loader = build_train_loader(
+        dataset,
+        cfg.train.batch_size,
+        workers,
+        cfg.train.seed,
+        epoch,
+        pin_memory=pin_memory,
+        prefetch_factor=cfg.data.prefetch_factor,
+    )
     start = time.perf_counter()
     batches = iter(loader)
     first = next(batches)
@@ -124,8 +134,9 @@ def _fill_store(dataset: TrainDataset, cfg: OcrkitConfig) -> None:
         dataset.images.store.drain()
 
 
-def measure_loader(cfg: OcrkitConfig, datasets: dict[str, TrainDataset], workers: list[int], repeats: int,
-                   pin_memory: bool = False) -> list[LoaderRow]:
+def measure_loader(
+    cfg: OcrkitConfig, datasets: dict[str, TrainDataset], workers: list[int], repeats: int, pin_memory: bool = False
+) -> list[LoaderRow]:
     if "store" in datasets or "preload" in datasets:
         _fill_store(datasets.get("store") or datasets["preload"], cfg)
     variants = [(s, w) for s in datasets for w in workers]
@@ -137,16 +148,21 @@ def measure_loader(cfg: OcrkitConfig, datasets: dict[str, TrainDataset], workers
     n_samples = len(next(iter(datasets.values())))
     per_epoch = (n_samples // cfg.train.batch_size) * cfg.train.batch_size
     return [
-        LoaderRow(source, n_workers, per_epoch,
-                  statistics.median(r[0] for r in runs[(source, n_workers)]) * 1e3,
-                  statistics.median(r[1] for r in runs[(source, n_workers)]),
-                  statistics.median(r[2] for r in runs[(source, n_workers)]))
+        LoaderRow(
+            source,
+            n_workers,
+            per_epoch,
+            statistics.median(r[0] for r in runs[(source, n_workers)]) * 1e3,
+            statistics.median(r[1] for r in runs[(source, n_workers)]),
+            statistics.median(r[2] for r in runs[(source, n_workers)]),
+        )
         for source, n_workers in variants
     ]
 
 
-def measure_model(cfg: OcrkitConfig, samples: list[Sample], workers: list[int], steps: int,
-                  device: torch.device, out_dir: Path) -> list[ModelRow]:
+def measure_model(
+    cfg: OcrkitConfig, samples: list[Sample], workers: list[int], steps: int, device: torch.device, out_dir: Path
+) -> list[ModelRow]:
     rows = []
     for n_workers in workers:
         variant = fixed_steps_variant(cfg, steps)
@@ -160,9 +176,17 @@ def measure_model(cfg: OcrkitConfig, samples: list[Sample], workers: list[int], 
     return rows
 
 
-def run_data_bench(cfg: OcrkitConfig, samples: list[Sample], device: torch.device, out_dir: Path,
-                   sources: list[str], workers: list[int], epoch_images: int, repeats: int,
-                   model_steps: int) -> DataBench:
+def run_data_bench(
+    cfg: OcrkitConfig,
+    samples: list[Sample],
+    device: torch.device,
+    out_dir: Path,
+    sources: list[str],
+    workers: list[int],
+    epoch_images: int,
+    repeats: int,
+    model_steps: int,
+) -> DataBench:
     """``epoch_images`` samples (the first of the set; at least two batches, so that there is a
     steady rate after the first) make one epoch of the loader measurement."""
     scratch = cfg.model_copy(deep=True)
@@ -173,9 +197,13 @@ def run_data_bench(cfg: OcrkitConfig, samples: list[Sample], device: torch.devic
     subset = samples[: max(epoch_images, 2 * cfg.train.batch_size)]
     try:
         datasets = _datasets(scratch, subset, store, sources)
-        bench = DataBench(cfg.train.batch_size, cfg.data.train_size, str(device),
-                          maps_from_store=any(d.stored_maps is not None for d in datasets.values()),
-                          default_workers=default_workers())
+        bench = DataBench(
+            cfg.train.batch_size,
+            cfg.data.train_size,
+            str(device),
+            maps_from_store=any(d.stored_maps is not None for d in datasets.values()),
+            default_workers=default_workers(),
+        )
         bench.loader = measure_loader(scratch, datasets, workers, repeats, pin_memory_for(cfg.data, device))
         if model_steps > 0:
             bench.model = measure_model(scratch, samples, workers, model_steps, device, out_dir)
@@ -203,8 +231,17 @@ def results_document(bench: DataBench) -> dict:
     return bench_document("data", result=asdict(bench), verdict=bench.verdict())
 
 
-def data_bench_job(cfg: OcrkitConfig, sources: list[str], workers: list[int], epoch_images: int, repeats: int,
-                   model_steps: int, name: str, quiet: bool) -> tuple[DataBench, Path]:
+def data_bench_job(
+    cfg: OcrkitConfig,
+    sources: list[str],
+    workers: list[int],
+    epoch_images: int,
+    repeats: int,
+    model_steps: int,
+    name: str,
+    quiet: bool,
+) -> tuple[DataBench, Path]:
     setup = bench_setup(cfg, name, quiet)
-    return run_data_bench(setup.cfg, setup.train, setup.device, setup.out_dir, sources, workers, epoch_images,
-                          repeats, model_steps), setup.out_dir
+    return run_data_bench(
+        setup.cfg, setup.train, setup.device, setup.out_dir, sources, workers, epoch_images, repeats, model_steps
+    ), setup.out_dir

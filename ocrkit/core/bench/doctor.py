@@ -44,9 +44,13 @@ def versions() -> dict[str, Any]:
         "ocrkit": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torch_build": {"cuda": torch.version.cuda, "debug": torch.version.debug,
-                        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                        "mkldnn": torch.backends.mkldnn.is_available(), "openmp": torch.backends.openmp.is_available()},
+        "torch_build": {
+            "cuda": torch.version.cuda,
+            "debug": torch.version.debug,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "openmp": torch.backends.openmp.is_available(),
+        },
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "numba": numba.__version__,
         "opencv": cv2.__version__,
@@ -58,8 +62,13 @@ def cpu() -> dict[str, Any]:
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"model": cpu_model(), "features": cpu_features(), "cores": cores,
-            "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads()}
+    return {
+        "model": cpu_model(),
+        "features": cpu_features(),
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+    }
 
 
 def gpus() -> list[dict[str, Any]]:
@@ -70,10 +79,17 @@ def gpus() -> list[dict[str, Any]]:
     out = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
-        out.append({"index": index, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                    "capability": f"{props.major}.{props.minor}", "bf16": torch.cuda.is_bf16_supported(),
-                    "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-                    "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32})
+        out.append(
+            {
+                "index": index,
+                "name": props.name,
+                "memory_gib": round(props.total_memory / 2**30, 1),
+                "capability": f"{props.major}.{props.minor}",
+                "bf16": torch.cuda.is_bf16_supported(),
+                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            }
+        )
     return out
 
 
@@ -83,8 +99,13 @@ def store(cfg: OcrkitConfig) -> dict[str, Any]:
     root = user_cache_dir(cfg.cache)
     existing = next(p for p in (root, *root.parents) if p.exists())
     usage = shutil.disk_usage(existing)
-    return {"location": str(root / "store"), "enabled": cfg.cache.enabled, "size_limit_gb": cfg.cache.size_limit_gb,
-            "free_gb": round(usage.free / 1e9, 1), "write_mb_per_s": round(write_speed(existing), 1)}
+    return {
+        "location": str(root / "store"),
+        "enabled": cfg.cache.enabled,
+        "size_limit_gb": cfg.cache.size_limit_gb,
+        "free_gb": round(usage.free / 1e9, 1),
+        "write_mb_per_s": round(write_speed(existing), 1),
+    }
 
 
 def write_speed(directory: Path, size: int = WRITE_PROBE_BYTES) -> float:
@@ -102,11 +123,23 @@ def write_speed(directory: Path, size: int = WRITE_PROBE_BYTES) -> float:
 def precision_rates(cfg: OcrkitConfig, device) -> dict[str, Any]:
     from ocrkit.core.engine.probe import MODES, decide, probe_cache_dir, probe_precisions
 
-    probe = probe_precisions(cfg.model, cfg.train.batch_size, cfg.data.train_size, device, list(MODES),
-                             probe_cache_dir(cfg.cache), cfg.train.channels_last, fresh=True)
+    probe = probe_precisions(
+        cfg.model,
+        cfg.train.batch_size,
+        cfg.data.train_size,
+        device,
+        list(MODES),
+        probe_cache_dir(cfg.cache),
+        cfg.train.channels_last,
+        fresh=True,
+    )
     auto = decide("auto", probe)
-    return {"probe": probe.to_dict(), "auto": auto.mode, "auto_reason": auto.reason,
-            "train_images_per_s": probe.images_per_s(auto.mode)}
+    return {
+        "probe": probe.to_dict(),
+        "auto": auto.mode,
+        "auto_reason": auto.reason,
+        "train_images_per_s": probe.images_per_s(auto.mode),
+    }
 
 
 def maps_rate(cfg: OcrkitConfig, images: int = 5, repeats: int = 3) -> dict[str, Any]:
@@ -121,8 +154,10 @@ def maps_rate(cfg: OcrkitConfig, images: int = 5, repeats: int = 3) -> dict[str,
         for polygons, ignore in layouts:
             make_db_maps(polygons, ignore, *size, cfg.maps)
 
-    return {"layout": "100 rotated quads at 640x640",
-            "ms_per_image": round(median_seconds(run_all, repeats) / images * 1e3, 2)}
+    return {
+        "layout": "100 rotated quads at 640x640",
+        "ms_per_image": round(median_seconds(run_all, repeats) / images * 1e3, 2),
+    }
 
 
 def sample_rate(cfg: OcrkitConfig, images: int = 4, repeats: int = 3) -> dict[str, Any]:
@@ -161,11 +196,15 @@ def advice(report: dict[str, Any], device_type: str) -> list[str]:
         lines.append(loader_advice(model_rate, sample_ms, cores, device_type))
     store_info = report.get("store", {})
     if store_info.get("free_gb") is not None and store_info["free_gb"] < store_info.get("size_limit_gb", 0):
-        lines.append(f"store: only {store_info['free_gb']} GB free where the store lives, below cache.size_limit_gb "
-                     f"{store_info['size_limit_gb']}: lower the limit or move cache.dir")
+        lines.append(
+            f"store: only {store_info['free_gb']} GB free where the store lives, below cache.size_limit_gb "
+            f"{store_info['size_limit_gb']}: lower the limit or move cache.dir"
+        )
     threads = report.get("cpu", {}).get("torch_threads")
     if device_type == "cpu" and threads and threads < cores:
-        lines.append(f"threads: torch uses {threads} of {cores} cores (OMP_NUM_THREADS?); training on the CPU wants all")
+        lines.append(
+            f"threads: torch uses {threads} of {cores} cores (OMP_NUM_THREADS?); training on the CPU wants all"
+        )
     return lines
 
 
@@ -175,16 +214,22 @@ def loader_advice(model_images_per_s: float, sample_ms: float, cores: int, devic
     spare = max(0, cores - 1)
     if device_type == "cpu":
         share = needed / (1 + needed)
-        return (f"loader: one sample takes {sample_ms:.0f} ms and the model {1e3 / model_images_per_s:.0f} ms per "
-                f"image here, so data is {share:.0%} of the work; on a CPU the model and the loader share the cores: "
-                f"data.num_workers = {min(1, spare)} (more only takes cores from the model)")
+        return (
+            f"loader: one sample takes {sample_ms:.0f} ms and the model {1e3 / model_images_per_s:.0f} ms per "
+            f"image here, so data is {share:.0%} of the work; on a CPU the model and the loader share the cores: "
+            f"data.num_workers = {min(1, spare)} (more only takes cores from the model)"
+        )
     workers = math.ceil(needed * 1.25)  # a quarter spare for stalls
     if workers <= spare:
-        return (f"loader: the model trains {model_images_per_s:.0f} img/s and one sample takes {sample_ms:.0f} ms of "
-                f"CPU: data.num_workers = {max(1, workers)} keeps it fed")
-    return (f"loader: the model trains {model_images_per_s:.0f} img/s and one sample takes {sample_ms:.0f} ms of CPU, "
-            f"so it needs ~{workers} workers but only {spare} cores are spare: expect a data-bound run; use all "
-            f"{spare} (data.num_workers), the store or a RAM preload (cache.preload_bytes)")
+        return (
+            f"loader: the model trains {model_images_per_s:.0f} img/s and one sample takes {sample_ms:.0f} ms of "
+            f"CPU: data.num_workers = {max(1, workers)} keeps it fed"
+        )
+    return (
+        f"loader: the model trains {model_images_per_s:.0f} img/s and one sample takes {sample_ms:.0f} ms of CPU, "
+        f"so it needs ~{workers} workers but only {spare} cores are spare: expect a data-bound run; use all "
+        f"{spare} (data.num_workers), the store or a RAM preload (cache.preload_bytes)"
+    )
 
 
 def run_doctor(cfg: OcrkitConfig) -> dict[str, Any]:
@@ -197,8 +242,11 @@ def run_doctor(cfg: OcrkitConfig) -> dict[str, Any]:
     device_type = "cpu"
     device = guarded(lambda: _device(cfg))
     if isinstance(device, dict):  # the configured device cannot be had: still measure the rest
-        report["rates"] = {"precision": device, "maps": guarded(lambda: maps_rate(cfg)),
-                           "sample": guarded(lambda: sample_rate(cfg))}
+        report["rates"] = {
+            "precision": device,
+            "maps": guarded(lambda: maps_rate(cfg)),
+            "sample": guarded(lambda: sample_rate(cfg)),
+        }
     else:
         device_type = device.type
         report["rates"] = {

@@ -112,28 +112,47 @@ def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig
         return median_seconds(run_all, repeats) / len(layouts) * 1e3
 
     db, oracle, production = (per_image_ms(fn) for fn in (db_reference_maps, reference_db_maps, make_db_maps))
-    return MapsCaseResult(case, len(layouts), size, db, oracle, production, db / production, oracle / production,
-                          max_diff, identical, db_max_diff)
+    return MapsCaseResult(
+        case,
+        len(layouts),
+        size,
+        db,
+        oracle,
+        production,
+        db / production,
+        oracle / production,
+        max_diff,
+        identical,
+        db_max_diff,
+    )
 
 
 def run_maps_bench(
-    sample_dir: Path | None, size: tuple[int, int] = (640, 640), images: int = 10, repeats: int = 5,
-    cfg: MapsConfig | None = None, growth: bool = True,
+    sample_dir: Path | None,
+    size: tuple[int, int] = (640, 640),
+    images: int = 10,
+    repeats: int = 5,
+    cfg: MapsConfig | None = None,
+    growth: bool = True,
 ) -> list[MapsCaseResult]:
     cfg = cfg or MapsConfig()
     results = [compare("dense: 100 rotated quads", dense_case(size, images), size, cfg, repeats)]
     if sample_dir is not None and (sample_dir / "images").is_dir():
         results.append(compare("sparse: ICDAR-2015 sample", sparse_case(sample_dir, size), size, cfg, repeats))
-    results.append(compare("many-vertex: 30 polygons of 16-32 points", many_vertex_case(size, images), size, cfg,
-                           repeats))
+    results.append(
+        compare("many-vertex: 30 polygons of 16-32 points", many_vertex_case(size, images), size, cfg, repeats)
+    )
     if growth:
         few = max(1, images // 3)  # the sweeps' largest cases cost a reference second per image
         for count in (10, 100, 1000):
             results.append(compare(f"count: {count} quads", dense_case(size, few, count), size, cfg, repeats))
         for side in (320, 640, 1280):
             square = (side, side)
-            results.append(compare(f"size: {side}x{side}, 100 quads", dense_case(square, few, 100, side / 640),
-                                   square, cfg, repeats))
+            results.append(
+                compare(
+                    f"size: {side}x{side}, 100 quads", dense_case(square, few, 100, side / 640), square, cfg, repeats
+                )
+            )
     return results
 
 

@@ -85,8 +85,12 @@ def run_precision_bench(
     if not val:
         raise OcrkitError("the benchmark needs a validation set: give --val-data (or data.val)")
     skip = skip or {}
-    runs = [_skipped(p, skip[p]) if p in skip else
-            _train_one(cfg, p, steps, train, val, device, out_dir / p, progress_factory) for p in precisions]
+    runs = [
+        _skipped(p, skip[p])
+        if p in skip
+        else _train_one(cfg, p, steps, train, val, device, out_dir / p, progress_factory)
+        for p in precisions
+    ]
     _judge(runs, tolerance)
     return runs
 
@@ -94,8 +98,15 @@ def run_precision_bench(
 def bench_probe(cfg: OcrkitConfig, precisions: list[str]) -> ProbeResult:
     """The precision probe for the benchmarked modes on the benchmark's device (cached)."""
     device = resolve_device(cfg.train.device)
-    return probe_precisions(cfg.model, cfg.train.batch_size, cfg.data.train_size, device, precisions,
-                            probe_cache_dir(cfg.cache), cfg.train.channels_last)
+    return probe_precisions(
+        cfg.model,
+        cfg.train.batch_size,
+        cfg.data.train_size,
+        device,
+        precisions,
+        probe_cache_dir(cfg.cache),
+        cfg.train.channels_last,
+    )
 
 
 def too_slow(probe: ProbeResult, precisions: list[str], ratio: float = SKIP_RATIO) -> dict[str, str]:
@@ -109,14 +120,17 @@ def too_slow(probe: ProbeResult, precisions: list[str], ratio: float = SKIP_RATI
         if timing is not None and not timing.ok:
             out[mode] = f"the probe could not run {mode} here ({timing.error}); --force trains it anyway"
         elif slowdown is not None and slowdown > ratio:
-            out[mode] = (f"the probe measured {mode} {slowdown:.1f}x slower than 32-true here (> {ratio:g}x); "
-                         "--force trains it anyway")
+            out[mode] = (
+                f"the probe measured {mode} {slowdown:.1f}x slower than 32-true here (> {ratio:g}x); "
+                "--force trains it anyway"
+            )
     return out
 
 
 def _skipped(precision: str, reason: str) -> PrecisionRun:
-    return PrecisionRun(precision, 0, None, None, None, None, None, "", None, None, None, None, None, 0, None,
-                        "SKIPPED", reason, "")
+    return PrecisionRun(
+        precision, 0, None, None, None, None, None, "", None, None, None, None, None, 0, None, "SKIPPED", reason, ""
+    )
 
 
 def _variant_config(cfg: OcrkitConfig, precision: str, steps: int | None) -> OcrkitConfig:
@@ -172,7 +186,7 @@ def _steady_median(values: list[float]) -> float | None:
 def _tail_mean(values: list[float]) -> float | None:
     if not values:
         return None
-    tail = values[-max(1, len(values) // 10):]
+    tail = values[-max(1, len(values) // 10) :]
     return sum(tail) / len(tail)
 
 
@@ -194,7 +208,9 @@ def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
             run.verdict, run.reason = "FAIL", "no validation result to compare"
         elif reference.hmean < MIN_REFERENCE_HMEAN:
             run.verdict = "INCONCLUSIVE"
-            run.reason = f"32-true reached only H {reference.hmean:.3f} in {reference.steps} steps: train longer to compare"
+            run.reason = (
+                f"32-true reached only H {reference.hmean:.3f} in {reference.steps} steps: train longer to compare"
+            )
         elif abs(run.delta_hmean) > tolerance:
             run.verdict = "FAIL"
             run.reason = f"|ΔH| {abs(run.delta_hmean):.4f} > tolerance {tolerance}"
@@ -203,7 +219,12 @@ def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
 
 
 def precision_bench_job(
-    cfg: OcrkitConfig, precisions: list[str], steps: int | None, tolerance: float, name: str, quiet: bool,
+    cfg: OcrkitConfig,
+    precisions: list[str],
+    steps: int | None,
+    tolerance: float,
+    name: str,
+    quiet: bool,
     skip: dict[str, str] | None = None,
 ) -> tuple[list[PrecisionRun], Path]:
     """Resolve data (the built-in synthetic set by default), device and output directory; run."""
@@ -214,19 +235,33 @@ def precision_bench_job(
         progress.message(f"--- {precision} ---")
         return progress
 
-    runs = run_precision_bench(setup.cfg, precisions, steps, setup.train, setup.val, setup.device, setup.out_dir,
-                               tolerance, progress_factory, skip)
+    runs = run_precision_bench(
+        setup.cfg,
+        precisions,
+        steps,
+        setup.train,
+        setup.val,
+        setup.device,
+        setup.out_dir,
+        tolerance,
+        progress_factory,
+        skip,
+    )
     return runs, setup.out_dir
 
 
-def results_document(runs: list[PrecisionRun], cfg: OcrkitConfig, steps: int | None, tolerance: float,
-                     probe: ProbeResult | None = None) -> dict:
+def results_document(
+    runs: list[PrecisionRun], cfg: OcrkitConfig, steps: int | None, tolerance: float, probe: ProbeResult | None = None
+) -> dict:
     return bench_document(
         "fp16-vs-fp32",
         probe=probe.to_dict() if probe is not None else None,
         steps=steps,
         tolerance=tolerance,
-        config={"model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json"),
-                "data": cfg.data.model_dump(mode="json")},
+        config={
+            "model": cfg.model.model_dump(mode="json"),
+            "train": cfg.train.model_dump(mode="json"),
+            "data": cfg.data.model_dump(mode="json"),
+        },
         results=[run.to_dict() for run in runs],
     )

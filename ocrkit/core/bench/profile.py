@@ -34,27 +34,32 @@ class ProfileBench:
     breakdown_ms: dict[str, float]  # the profiled runs' stages, ms per step (median over repeats)
 
 
-def _one_run(cfg: OcrkitConfig, profile: bool, steps: int, train: list[Sample], device: torch.device,
-             run_dir: Path) -> tuple[list[float], list[float], dict[str, float]]:
+def _one_run(
+    cfg: OcrkitConfig, profile: bool, steps: int, train: list[Sample], device: torch.device, run_dir: Path
+) -> tuple[list[float], list[float], dict[str, float]]:
     variant = fixed_steps_variant(cfg, steps)
     variant.train.profile = profile
     variant.train.profile_trace_steps = 0
     result = train_variant(variant, run_dir, train, [], device)
     step_ms = [variant.train.batch_size * variant.train.accumulate * 1000 / ips for ips in result.images_per_s]
-    breakdown = {stage: statistics.mean(epoch[stage] for epoch in result.profile) for stage in STAGES} if result.profile else {}
+    breakdown = (
+        {stage: statistics.mean(epoch[stage] for epoch in result.profile) for stage in STAGES} if result.profile else {}
+    )
     return step_ms[WARMUP_STEPS:], result.losses, breakdown
 
 
-def run_profile_bench(cfg: OcrkitConfig, train: list[Sample], device: torch.device, steps: int, repeats: int,
-                      out_dir: Path) -> ProfileBench:
+def run_profile_bench(
+    cfg: OcrkitConfig, train: list[Sample], device: torch.device, steps: int, repeats: int, out_dir: Path
+) -> ProfileBench:
     times: dict[bool, list[float]] = {False: [], True: []}
     losses: list[list[float]] = []
     breakdowns: list[dict[str, float]] = []
     for repeat in range(repeats):
         order = (False, True) if repeat % 2 == 0 else (True, False)
         for profile in order:
-            step_ms, run_losses, breakdown = _one_run(cfg, profile, steps, train, device,
-                                                      out_dir / f"r{repeat}-{'on' if profile else 'off'}")
+            step_ms, run_losses, breakdown = _one_run(
+                cfg, profile, steps, train, device, out_dir / f"r{repeat}-{'on' if profile else 'off'}"
+            )
             times[profile].extend(step_ms)
             losses.append(run_losses)
             if breakdown:
@@ -65,8 +70,13 @@ def run_profile_bench(cfg: OcrkitConfig, train: list[Sample], device: torch.devi
 
 
 def results_document(bench: ProfileBench, cfg: OcrkitConfig) -> dict:
-    return bench_document("profile", target_overhead=0.02, train_size=list(cfg.data.train_size),
-                          batch_size=cfg.train.batch_size, result=asdict(bench))
+    return bench_document(
+        "profile",
+        target_overhead=0.02,
+        train_size=list(cfg.data.train_size),
+        batch_size=cfg.train.batch_size,
+        result=asdict(bench),
+    )
 
 
 def profile_bench_job(cfg: OcrkitConfig, steps: int, repeats: int, name: str, quiet: bool) -> tuple[ProfileBench, Path]:

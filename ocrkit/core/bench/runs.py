@@ -38,8 +38,14 @@ def bench_setup(cfg: OcrkitConfig, name: str, quiet: bool) -> BenchSetup:
     return BenchSetup(plan.cfg, plan.train, plan.val, device, create_run_dir(cfg.log.dir, "bench", name))
 
 
-def train_variant(variant: OcrkitConfig, run_dir: Path, train: list[Sample], val: list[Sample],
-                  device: torch.device, progress: TrainProgress | None = None) -> TrainResult:
+def train_variant(
+    variant: OcrkitConfig,
+    run_dir: Path,
+    train: list[Sample],
+    val: list[Sample],
+    device: torch.device,
+    progress: TrainProgress | None = None,
+) -> TrainResult:
     """Train one compared variant to its end in ``run_dir``. Warnings are silenced: every
     variant would repeat the ones the CLI has already shown for the config."""
     run_dir.mkdir(parents=True, exist_ok=True)

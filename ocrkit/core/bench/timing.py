@@ -51,10 +51,13 @@ def machine_info() -> dict[str, object]:
     }
     if torch.cuda.is_available():
         # TF32 settings decide what "32-true" means for convolutions and matmuls on Ampere and later
-        info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda,
-                    cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
-                    matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
-                    cudnn_benchmark=torch.backends.cudnn.benchmark)
+        info.update(
+            gpu=torch.cuda.get_device_name(),
+            cuda=torch.version.cuda,
+            cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+            matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+            cudnn_benchmark=torch.backends.cudnn.benchmark,
+        )
     return info
 
 

@@ -90,9 +90,7 @@ def build_augmenter(data_cfg: DataConfig) -> Augmenter:
         ],
         keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
     )
-    photometric = A.Compose(
-        [A.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue, p=1.0)]
-    )
+    photometric = A.Compose([A.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue, p=1.0)])
     return Augmenter(geometric, photometric, data_cfg)
 
 
@@ -205,9 +203,7 @@ def choose_fixed_crop(
     return x0, y0, x0 + cw, y0 + ch
 
 
-def _drop_outside(
-    polygons: Polygons, ignore: Sequence[bool], h: int, w: int
-) -> tuple[Polygons, list[bool]]:
+def _drop_outside(polygons: Polygons, ignore: Sequence[bool], h: int, w: int) -> tuple[Polygons, list[bool]]:
     """Drop polygons entirely outside the (h, w) image; partly cut ones stay (maps clamp them)."""
     kept = [(p, f) for p, f in zip(polygons, ignore, strict=True) if _overlaps(p, (0, 0, w, h))]
     return [p for p, _ in kept], [f for _, f in kept]

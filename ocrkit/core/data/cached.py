@@ -160,13 +160,18 @@ class ImageLayer(_Layer):
 
 
 def maps_config(data_cfg: DataConfig, maps_cfg: MapsConfig) -> dict[str, Any]:
-    return {"geometry": "resize_to_fit", "train_size": list(data_cfg.train_size),
-            "maps": maps_cfg.model_dump(mode="json")}
+    return {
+        "geometry": "resize_to_fit",
+        "train_size": list(data_cfg.train_size),
+        "maps": maps_cfg.model_dump(mode="json"),
+    }
 
 
 def annotation_fields(polygons: Sequence[np.ndarray], ignore: Sequence[bool]) -> dict[str, Any]:
-    return {"polygons": [np.asarray(p, np.float32).reshape(-1, 2).tolist() for p in polygons],
-            "ignore": [bool(f) for f in ignore]}
+    return {
+        "polygons": [np.asarray(p, np.float32).reshape(-1, 2).tolist() for p in polygons],
+        "ignore": [bool(f) for f in ignore],
+    }
 
 
 def produce_maps(
@@ -175,8 +180,9 @@ def produce_maps(
     """(the resized image, its DB maps) on the deterministic training geometry."""
     from ocrkit.core.data.augment import resize_to_fit  # albumentations: only where augmenting
 
-    resized, moved, flags, _ = resize_to_fit(image, [np.asarray(p, np.float32).reshape(-1, 2) for p in polygons],
-                                            list(ignore), tuple(train_size))
+    resized, moved, flags, _ = resize_to_fit(
+        image, [np.asarray(p, np.float32).reshape(-1, 2) for p in polygons], list(ignore), tuple(train_size)
+    )
     h, w = train_size
     maps = make_db_maps(moved, flags, h, w, maps_cfg).as_dict()
     return resized, {k: np.ascontiguousarray(maps[k], dtype=np.float32) for k in MAP_KEYS}
@@ -222,13 +228,20 @@ class MapsLayer(_Layer):
 
 
 def tensor_config(data_cfg: DataConfig) -> dict[str, Any]:
-    return {"eval_size": list(data_cfg.eval_size), "keep_ratio": data_cfg.keep_ratio,
-            "pad_multiple": data_cfg.pad_multiple, "content": "uint8-chw-rgb"}
+    return {
+        "eval_size": list(data_cfg.eval_size),
+        "keep_ratio": data_cfg.keep_ratio,
+        "pad_multiple": data_cfg.pad_multiple,
+        "content": "uint8-chw-rgb",
+    }
 
 
 def produce_tensor(path: str | Path, data_cfg: DataConfig) -> tuple[Arrays, dict[str, Any]]:
     content, transform = eval_content(path, data_cfg)
-    return {"content": np.ascontiguousarray(content.transpose(2, 0, 1))}, {"path": str(path), "transform": asdict(transform)}
+    return {"content": np.ascontiguousarray(content.transpose(2, 0, 1))}, {
+        "path": str(path),
+        "transform": asdict(transform),
+    }
 
 
 def transform_from_meta(meta: dict[str, Any]) -> ResizeTransform:

@@ -44,8 +44,13 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
     """
 
     def __init__(
-        self, samples: Sequence[Sample], data_cfg: DataConfig, maps_cfg: MapsConfig, seed: int,
-        store: Store | None = None, preloaded: dict[str, np.ndarray] | None = None,
+        self,
+        samples: Sequence[Sample],
+        data_cfg: DataConfig,
+        maps_cfg: MapsConfig,
+        seed: int,
+        store: Store | None = None,
+        preloaded: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.samples = list(samples)
         self.data_cfg = data_cfg
@@ -70,7 +75,9 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
             image, maps = self.stored_maps.sample(sample, self.images)
         else:
             image, polygons, ignore = self.augmenter(
-                self.images.load(sample.image_path), sample.polygons, sample.ignore,
+                self.images.load(sample.image_path),
+                sample.polygons,
+                sample.ignore,
                 sample_seed(self.seed, self.epoch, index),
             )
             h, w = self.data_cfg.train_size
@@ -85,7 +92,9 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         return item
 
 
-def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device, data_cfg: DataConfig) -> dict[str, torch.Tensor]:
+def batch_to_device(
+    batch: dict[str, torch.Tensor], device: torch.device, data_cfg: DataConfig
+) -> dict[str, torch.Tensor]:
     """A collated training batch on ``device`` as the model and loss take it: the image
     normalised to float32 (``normalize_on_device``, bit-identical to ``normalize``), every map
     float32."""
@@ -208,7 +217,11 @@ def build_train_loader(
     sampler.skip(skip_batches * batch_size)
     worker_options: dict[str, Any] = {}
     if num_workers > 0:  # these raise with num_workers == 0
-        worker_options = {"persistent_workers": False, "prefetch_factor": prefetch_factor, "worker_init_fn": _seed_worker}
+        worker_options = {
+            "persistent_workers": False,
+            "prefetch_factor": prefetch_factor,
+            "worker_init_fn": _seed_worker,
+        }
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -219,4 +232,3 @@ def build_train_loader(
         generator=torch.Generator().manual_seed(seed + epoch),  # fixes the workers' base seed
         **worker_options,
     )
-

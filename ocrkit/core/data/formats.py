@@ -104,15 +104,12 @@ def write_icdar_gt(
 ) -> None:
     """Write ground truth in ICDAR layout; don't-care regions get the ``###`` transcription."""
     lines = [
-        f"{format_polygon(p)},{DONT_CARE if flag else t}"
-        for p, t, flag in zip(polygons, texts, ignore, strict=True)
+        f"{format_polygon(p)},{DONT_CARE if flag else t}" for p, t, flag in zip(polygons, texts, ignore, strict=True)
     ]
     write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
-def write_predictions(
-    path: str | Path, polygons: Iterable[np.ndarray], scores: Iterable[float] | None = None
-) -> None:
+def write_predictions(path: str | Path, polygons: Iterable[np.ndarray], scores: Iterable[float] | None = None) -> None:
     """Write a ``res_<stem>.txt`` file: one polygon a line, optionally with its score."""
     polygons = list(polygons)
     if scores is None:

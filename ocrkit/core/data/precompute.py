@@ -37,23 +37,29 @@ def _init_worker(store: Store, data_cfg: DataConfig, maps_cfg: MapsConfig) -> No
 
 
 def _precompute_one(sample: Sample) -> str:
-    """"present" | "computed" | "failed_write" | an error message."""
+    """ "present" | "computed" | "failed_write" | an error message."""
     layer: MapsLayer = _worker["layer"]
     try:
         fields = layer.fields(source_digest(sample.image_path), sample)
         if layer.store.contains("maps", fields):
             return "present"
-        _, maps = produce_maps(load_image(sample.image_path), sample.polygons, sample.ignore,
-                               layer.train_size, layer.maps_cfg)
-        ok = layer.store.write("maps", layer.config_id, fields, maps, {"path": str(sample.image_path)}, MAP_BITS,
-                               sync=True)
+        _, maps = produce_maps(
+            load_image(sample.image_path), sample.polygons, sample.ignore, layer.train_size, layer.maps_cfg
+        )
+        ok = layer.store.write(
+            "maps", layer.config_id, fields, maps, {"path": str(sample.image_path)}, MAP_BITS, sync=True
+        )
         return "computed" if ok else "failed_write"
     except InputError as exc:
         return str(exc)
 
 
 def precompute_maps(
-    samples: Sequence[Sample], data_cfg: DataConfig, maps_cfg: MapsConfig, store: Store, workers: int,
+    samples: Sequence[Sample],
+    data_cfg: DataConfig,
+    maps_cfg: MapsConfig,
+    store: Store,
+    workers: int,
     progress: bool = True,
 ) -> PrecomputeReport:
     """Fill the maps of ``samples`` at the deterministic training geometry; present entries are
@@ -91,5 +97,3 @@ def _tally(report: PrecomputeReport, outcomes) -> None:
             report.failed_writes += 1
         else:
             report.errors.append(outcome)
-
-

@@ -29,8 +29,10 @@ class Preload:
 
     def describe(self) -> str:
         mb = 1e6
-        return (f"RAM preload: {self.loaded}/{self.total} images fit ({self.bytes_used / mb:.1f} MB of the "
-                f"{self.cap_bytes / mb:.1f} MB cap)")
+        return (
+            f"RAM preload: {self.loaded}/{self.total} images fit ({self.bytes_used / mb:.1f} MB of the "
+            f"{self.cap_bytes / mb:.1f} MB cap)"
+        )
 
 
 def preload_images(samples: Sequence[Sample], images: ImageLayer, cap_bytes: int) -> Preload:

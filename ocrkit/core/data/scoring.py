@@ -17,7 +17,7 @@ def _gt_files(gt_dir: Path) -> dict[str, Path]:
         raise InputError(gt_dir, "ground-truth directory not found")
     for folder in (gt_dir, gt_dir / "gts"):
         if folder.is_dir():
-            files = {p.stem[len("gt_"):]: p for p in sorted(folder.glob("gt_*.txt")) if p.is_file()}
+            files = {p.stem[len("gt_") :]: p for p in sorted(folder.glob("gt_*.txt")) if p.is_file()}
             if files:
                 return files
     raise InputError(gt_dir, "no gt_<stem>.txt files here or in gts/")
@@ -26,7 +26,7 @@ def _gt_files(gt_dir: Path) -> dict[str, Path]:
 def _prediction_files(pred_dir: Path, stems: Mapping[str, Path]) -> dict[str, Path]:
     if not pred_dir.is_dir():
         raise InputError(pred_dir, "prediction directory not found")
-    files = {p.stem[len("res_"):]: p for p in sorted(pred_dir.glob("res_*.txt")) if p.is_file()}
+    files = {p.stem[len("res_") :]: p for p in sorted(pred_dir.glob("res_*.txt")) if p.is_file()}
     for stem, path in files.items():
         if stem not in stems:
             raise InputError(path, f"no ground truth gt_{stem}.txt for this prediction file")

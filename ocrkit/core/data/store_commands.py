@@ -38,8 +38,11 @@ from ocrkit.core.store.store import Store, parse_tag
 
 def current_config_ids(cfg: OcrkitConfig) -> dict[str, str]:
     """The config id each kind's entries get under this config."""
-    return {"image": config_id(image_config()), "maps": config_id(maps_config(cfg.data, cfg.maps)),
-            "tensor": config_id(tensor_config(cfg.data))}
+    return {
+        "image": config_id(image_config()),
+        "maps": config_id(maps_config(cfg.data, cfg.maps)),
+        "tensor": config_id(tensor_config(cfg.data)),
+    }
 
 
 def status(store: Store, cfg: OcrkitConfig) -> dict[str, Any]:
@@ -47,11 +50,17 @@ def status(store: Store, cfg: OcrkitConfig) -> dict[str, Any]:
     groups = []
     for tag, (n, size) in sorted(store.tag_summary().items(), key=lambda item: str(item[0])):
         kind, version, cid = parse_tag(tag)
-        groups.append({
-            "kind": kind, "version": version, "config": cid, "entries": n, "bytes": size,
-            "current_version": kind in KINDS and version == store.version_of(kind),
-            "current_config": current.get(kind) == cid,
-        })
+        groups.append(
+            {
+                "kind": kind,
+                "version": version,
+                "config": cid,
+                "entries": n,
+                "bytes": size,
+                "current_version": kind in KINDS and version == store.version_of(kind),
+                "current_config": current.get(kind) == cid,
+            }
+        )
     return {
         "location": str(store.root),
         "size_bytes": store.volume(),
@@ -84,11 +93,21 @@ def health(store: Store, cfg: OcrkitConfig) -> dict[str, Any]:
         rate = hit_rate(events)
         kinds[kind] = {**events, "lookups": lookups(events), "hit_rate": rate, "entries": held[kind]}
         if events["failed_writes"]:
-            problems.append((FAIL, f"{kind}: {events['failed_writes']} failed writes (disk full, permissions, "
-                                   "or lock timeouts: raise cache.timeout_s)"))
+            problems.append(
+                (
+                    FAIL,
+                    f"{kind}: {events['failed_writes']} failed writes (disk full, permissions, "
+                    "or lock timeouts: raise cache.timeout_s)",
+                )
+            )
         if events["hits"] == 0 and events["misses"] > 2 * max(1, held[kind]):
-            problems.append((FAIL, f"{kind}: {events['misses']} misses, no hit, {held[kind]} entries held: "
-                                   "entries are not kept (size limit?) or the inputs change on every read"))
+            problems.append(
+                (
+                    FAIL,
+                    f"{kind}: {events['misses']} misses, no hit, {held[kind]} entries held: "
+                    "entries are not kept (size limit?) or the inputs change on every read",
+                )
+            )
         if events["stale"]:
             problems.append((WARN, f"{kind}: {events['stale']} reads found an entry made from other inputs"))
         if events["corrupt"]:
@@ -103,8 +122,15 @@ def health(store: Store, cfg: OcrkitConfig) -> dict[str, Any]:
     if fill > 0.95:
         problems.append((WARN, f"the store is at {fill:.0%} of cache.size_limit_gb: entries are being evicted"))
     verdict = FAIL if any(p[0] == FAIL for p in problems) else WARN if problems else HEALTHY
-    return {**info, "kinds": kinds, "stale_entries": stale, "stale_share": stale_share, "fill": fill,
-            "problems": [{"level": level, "message": message} for level, message in problems], "verdict": verdict}
+    return {
+        **info,
+        "kinds": kinds,
+        "stale_entries": stale,
+        "stale_share": stale_share,
+        "fill": fill,
+        "problems": [{"level": level, "message": message} for level, message in problems],
+        "verdict": verdict,
+    }
 
 
 # ---------------------------------------------------------------- validate
@@ -132,13 +158,15 @@ def _recompute(kind: str, fields: dict[str, Any], path: Path) -> dict[str, np.nd
     if kind == "image":
         return produce_image(path)[0]
     if kind == "tensor":
-        data_cfg = DataConfig(eval_size=tuple(fields["eval_size"]), keep_ratio=fields["keep_ratio"],
-                              pad_multiple=fields["pad_multiple"])
+        data_cfg = DataConfig(
+            eval_size=tuple(fields["eval_size"]), keep_ratio=fields["keep_ratio"], pad_multiple=fields["pad_multiple"]
+        )
         return produce_tensor(path, data_cfg)[0]
     if kind == "maps":
         polygons = [np.asarray(p, np.float32).reshape(-1, 2) for p in fields["polygons"]]
-        return produce_maps(load_image(path), polygons, fields["ignore"], tuple(fields["train_size"]),
-                            MapsConfig(**fields["maps"]))[1]
+        return produce_maps(
+            load_image(path), polygons, fields["ignore"], tuple(fields["train_size"]), MapsConfig(**fields["maps"])
+        )[1]
     raise CorruptEntry(f"unknown kind {kind!r}")
 
 
@@ -228,6 +256,9 @@ def _delete_untagged(store: Store) -> int:
 
 
 def export(store: Store, cfg: OcrkitConfig) -> dict[str, Any]:
-    return {"status": status(store, cfg), "stats": store.read_stats(), "health": health(store, cfg)["verdict"],
-            "events": list(EVENTS)}
-
+    return {
+        "status": status(store, cfg),
+        "stats": store.read_stats(),
+        "health": health(store, cfg)["verdict"],
+        "events": list(EVENTS),
+    }

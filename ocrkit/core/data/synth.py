@@ -329,8 +329,15 @@ def _placed_matrix(
     return _translation(tx, ty) @ centred
 
 
-def _draw_word(image: np.ndarray, glyphs: _Glyphs, matrix: np.ndarray, style: _Style, reach: float,
-               quad: np.ndarray, rng: np.random.Generator) -> None:
+def _draw_word(
+    image: np.ndarray,
+    glyphs: _Glyphs,
+    matrix: np.ndarray,
+    style: _Style,
+    reach: float,
+    quad: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
     h, w = image.shape[:2]
     low, high = quad.min(axis=0) - reach, quad.max(axis=0) + reach
     x0, y0 = max(0, int(low[0])), max(0, int(low[1]))
@@ -353,8 +360,9 @@ def _draw_word(image: np.ndarray, glyphs: _Glyphs, matrix: np.ndarray, style: _S
     image[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
 
 
-def _try_word(image: np.ndarray, rng: np.random.Generator, fonts: Sequence[FontSource],
-              placed: list[Polygon]) -> Word | None:
+def _try_word(
+    image: np.ndarray, rng: np.random.Generator, fonts: Sequence[FontSource], placed: list[Polygon]
+) -> Word | None:
     h, w = image.shape[:2]
     style = _random_style(rng, min(h, w))
     text = random_text(rng)
@@ -486,8 +494,12 @@ def _bars(img: np.ndarray, rng: np.random.Generator) -> None:
     x, bars = 0.0, []
     for _ in range(int(rng.integers(4, 30))):
         width, height = rng.uniform(1, 4), bar_h * (rng.uniform(0.5, 1.0) if rng.random() < 0.4 else 1.0)
-        corners = [origin + along * x, origin + along * (x + width), origin + along * (x + width) + up * height,
-                   origin + along * x + up * height]
+        corners = [
+            origin + along * x,
+            origin + along * (x + width),
+            origin + along * (x + width) + up * height,
+            origin + along * x + up * height,
+        ]
         bars.append(np.array(corners, dtype=np.int32))
         x += width + rng.uniform(1, 6)
     cv2.fillPoly(img, bars, _random_colour(rng), cv2.LINE_AA)
@@ -562,8 +574,9 @@ def _finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def render_sample(rng: np.random.Generator, size: tuple[int, int], fonts: Sequence[FontSource] = (None,)
-                  ) -> tuple[np.ndarray, list[Word]]:
+def render_sample(
+    rng: np.random.Generator, size: tuple[int, int], fonts: Sequence[FontSource] = (None,)
+) -> tuple[np.ndarray, list[Word]]:
     """One synthetic image (RGB uint8, ``size`` = (H, W)) and its words."""
     h, w = size
     image = make_background(rng, h, w)
@@ -580,8 +593,9 @@ def _write_sample(root: Path, stem: str, image: np.ndarray, words: Sequence[Word
     if not ok:
         raise OcrkitError(f"synthetic data: could not encode {stem}.jpg")
     write_bytes_atomic(root / "images" / f"{stem}.jpg", jpeg.tobytes())
-    write_icdar_gt(root / "gts" / f"gt_{stem}.txt", [w.polygon for w in words], [w.text for w in words],
-                   [w.ignore for w in words])
+    write_icdar_gt(
+        root / "gts" / f"gt_{stem}.txt", [w.polygon for w in words], [w.text for w in words], [w.ignore for w in words]
+    )
 
 
 def _remove_stale(root: Path, stems: set[str]) -> None:
@@ -598,8 +612,15 @@ def stem_for(index: int) -> str:
     return f"{STEM_PREFIX}{index + 1:06d}"
 
 
-def _generate_split(root: Path, split_index: int, count: int, size: tuple[int, int], seed: int,
-                    fonts: Sequence[FontSource], progress: Progress) -> SplitSummary:
+def _generate_split(
+    root: Path,
+    split_index: int,
+    count: int,
+    size: tuple[int, int],
+    seed: int,
+    fonts: Sequence[FontSource],
+    progress: Progress,
+) -> SplitSummary:
     for sub in ("images", "gts"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     task = progress.add_task(f"synthetic {root.name}", total=count, visible=count > 0)
@@ -638,7 +659,5 @@ def generate_synthetic(
     start = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
-        splits = [
-            _generate_split(out / name, i, counts[i], hw, seed, sources, bar) for i, name in enumerate(SPLITS)
-        ]
+        splits = [_generate_split(out / name, i, counts[i], hw, seed, sources, bar) for i, name in enumerate(SPLITS)]
     return SynthSummary(out, splits[0], splits[1], time.perf_counter() - start)

@@ -44,7 +44,11 @@ class TrainData:
     """
 
     def __init__(
-        self, cfg: OcrkitConfig, train: list[Sample], val: list[Sample], shard: Shard = Shard(),
+        self,
+        cfg: OcrkitConfig,
+        train: list[Sample],
+        val: list[Sample],
+        shard: Shard = Shard(),
         say: Callable[[str], None] = lambda text: None,
     ):
         if len(train) == 0:
@@ -83,10 +87,17 @@ class TrainData:
         data, train = self.cfg.data, self.cfg.train
         self.dataset.set_epoch(epoch)
         loader = build_train_loader(
-            self.dataset, train.batch_size, default_workers() if data.num_workers is None else data.num_workers,
-            train.seed, epoch, skip_batches=batches_done, drop_last=self.drop_last,
-            rank=self.shard.rank, world_size=self.shard.world_size,
-            pin_memory=pin_memory_for(data, device), prefetch_factor=data.prefetch_factor,
+            self.dataset,
+            train.batch_size,
+            default_workers() if data.num_workers is None else data.num_workers,
+            train.seed,
+            epoch,
+            skip_batches=batches_done,
+            drop_last=self.drop_last,
+            rank=self.shard.rank,
+            world_size=self.shard.world_size,
+            pin_memory=pin_memory_for(data, device),
+            prefetch_factor=data.prefetch_factor,
         )
         group: list[Batch] = []
         for batch in loader:

@@ -53,8 +53,11 @@ def time_needed(costs: BudgetCosts, total_steps: int) -> float:
     last_epoch = math.ceil(total_steps / costs.steps_per_epoch)
     validations = epoch_events(costs.epochs_done, last_epoch, costs.val_every) if costs.has_validation else 0
     checkpoints = epoch_events(costs.epochs_done, last_epoch, costs.checkpoint_every)
-    return ((total_steps - costs.steps_done) * costs.step_s + validations * costs.validation_s
-            + checkpoints * costs.checkpoint_s)
+    return (
+        (total_steps - costs.steps_done) * costs.step_s
+        + validations * costs.validation_s
+        + checkpoints * costs.checkpoint_s
+    )
 
 
 def plan_total_steps(costs: BudgetCosts) -> int:
@@ -126,8 +129,10 @@ class TimeBudget:
         step_s = self.step_seconds[-1] if self.step_seconds else 0.0
         left = self.cfg.time_limit * 60 - run.elapsed_s()
         if not run.finished() and step_s + run.state.validation_s + run.checkpoint_s > left:
-            run.say(f"time budget: stopping at step {run.state.step} of the planned "
-                    f"{run.total_steps}: the steps ran slower than planned")
+            run.say(
+                f"time budget: stopping at step {run.state.step} of the planned "
+                f"{run.total_steps}: the steps ran slower than planned"
+            )
             run.set_total_steps(run.state.step)
 
     def _plan(self, run: BudgetedRun) -> None:
@@ -152,23 +157,32 @@ class TimeBudget:
         the estimate moved, usually a few percent."""
         if self.cfg.time_limit is None or run.state.planned_steps is None or run.finished():
             return
-        recent = self.step_seconds[-3 * run.steps_per_epoch:]
+        recent = self.step_seconds[-3 * run.steps_per_epoch :]
         if not recent:
             return
         before = run.total_steps
         self._apply(run, sum(recent) / len(recent))
         if abs(run.total_steps - before) > max(1, before // 50):
-            run.say(f"time budget: re-planned {before} -> {run.total_steps} steps "
-                    f"({sum(recent) / len(recent):.2f} s/step recently)")
+            run.say(
+                f"time budget: re-planned {before} -> {run.total_steps} steps "
+                f"({sum(recent) / len(recent):.2f} s/step recently)"
+            )
 
     def _apply(self, run: BudgetedRun, step_s: float) -> BudgetCosts:
         train, state = self.cfg, run.state
         assert train.time_limit is not None
         costs = BudgetCosts(
-            budget_s=train.time_limit * 60, elapsed_s=run.elapsed_s(), steps_done=state.step,
-            step_s=step_s, validation_s=state.validation_s, checkpoint_s=run.checkpoint_s,
-            steps_per_epoch=run.steps_per_epoch, epochs_done=state.epoch, val_every=train.val_every,
-            checkpoint_every=train.checkpoint_every, has_validation=self.has_validation,
+            budget_s=train.time_limit * 60,
+            elapsed_s=run.elapsed_s(),
+            steps_done=state.step,
+            step_s=step_s,
+            validation_s=state.validation_s,
+            checkpoint_s=run.checkpoint_s,
+            steps_per_epoch=run.steps_per_epoch,
+            epochs_done=state.epoch,
+            val_every=train.val_every,
+            checkpoint_every=train.checkpoint_every,
+            has_validation=self.has_validation,
         )
         total = min(plan_total_steps(costs), train.max_steps or 2**62)  # max_steps stays a ceiling
         warmup = state.planned_warmup

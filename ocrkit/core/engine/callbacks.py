@@ -167,10 +167,13 @@ class ProfilerCallback(Callback):
         self._stack.close()
 
 
-def build_callbacks(cfg: OcrkitConfig, run_dir: Path, device: torch.device, progress: TrainProgress,
-                    main_process: bool = True) -> tuple[Callbacks, ProfilerCallback]:
+def build_callbacks(
+    cfg: OcrkitConfig, run_dir: Path, device: torch.device, progress: TrainProgress, main_process: bool = True
+) -> tuple[Callbacks, ProfilerCallback]:
     """The sinks of one training process: logger and progress on the main process only (several
     ranks would write the same files), the profiler on every process, last."""
     profiler = ProfilerCallback(cfg, run_dir, device)
-    sinks: list[Callback] = [LoggerCallback(run_dir, cfg.log.tensorboard), ProgressCallback(progress)] if main_process else []
+    sinks: list[Callback] = (
+        [LoggerCallback(run_dir, cfg.log.tensorboard), ProgressCallback(progress)] if main_process else []
+    )
     return Callbacks([*sinks, profiler]), profiler

@@ -79,4 +79,3 @@ def load_weights(model: DBNet, state: dict[str, Any], path: str | Path, model_cf
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:
         raise InputError(path, f"weights do not fit the model ({str(exc).splitlines()[0]})") from None
-

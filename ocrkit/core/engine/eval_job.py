@@ -61,8 +61,15 @@ def evaluate_checkpoint(
         raise InputError(cfg.data.val, "the evaluation set is empty (no images with ground truth)")
     out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "eval", name)
     metrics = evaluate_model(
-        loaded.model, samples, cfg.data, cfg.postprocess, loaded.device,
-        batch_size=cfg.train.eval_batch_size, out_dir=out, overlays=cfg.train.overlays, progress=progress,
+        loaded.model,
+        samples,
+        cfg.data,
+        cfg.postprocess,
+        loaded.device,
+        batch_size=cfg.train.eval_batch_size,
+        out_dir=out,
+        overlays=cfg.train.overlays,
+        progress=progress,
         store=open_data_store(cfg.cache),
     )
     return metrics, out
@@ -87,7 +94,14 @@ def predict_images(
     cfg = loaded.cfg
     out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "predict", name)
     predictions = predict_files(
-        loaded.model, expand_images(images), cfg.data, cfg.postprocess, loaded.device, out,
-        batch_size=cfg.train.eval_batch_size, progress=progress, store=open_data_store(cfg.cache),
+        loaded.model,
+        expand_images(images),
+        cfg.data,
+        cfg.postprocess,
+        loaded.device,
+        out,
+        batch_size=cfg.train.eval_batch_size,
+        progress=progress,
+        store=open_data_store(cfg.cache),
     )
     return predictions, out

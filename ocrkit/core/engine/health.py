@@ -126,20 +126,26 @@ class HealthMonitor:
         rate = sum(self.window) / len(self.window)
         window_full = len(self.window) == self.window.maxlen
         if h.step > self.cfg.warmup_steps and window_full and rate > self.cfg.max_skip_rate:
-            found.append((
-                "skip_rate",
-                f"{rate:.1%} of the last {len(self.window)} steps were skipped for non-finite gradients "
-                f"(limit {self.cfg.max_skip_rate:.0%}; loss scale {h.scale:g}): the loss or activations "
-                "overflow; try bf16-mixed, a lower train.lr or train.grad_clip",
-            ))
+            found.append(
+                (
+                    "skip_rate",
+                    f"{rate:.1%} of the last {len(self.window)} steps were skipped for non-finite gradients "
+                    f"(limit {self.cfg.max_skip_rate:.0%}; loss scale {h.scale:g}): the loss or activations "
+                    "overflow; try bf16-mixed, a lower train.lr or train.grad_clip",
+                )
+            )
         if self.uses_scaler and h.scale < self.cfg.min_scale:
-            found.append((
-                "scale",
-                f"loss scale fell to {h.scale:g} (< {self.cfg.min_scale:g}): gradients overflow even "
-                "unscaled; the model or loss produces inf/NaN in fp16; use bf16-mixed or 32-true",
-            ))
+            found.append(
+                (
+                    "scale",
+                    f"loss scale fell to {h.scale:g} (< {self.cfg.min_scale:g}): gradients overflow even "
+                    "unscaled; the model or loss produces inf/NaN in fp16; use bf16-mixed or 32-true",
+                )
+            )
         if len(self.frozen_run) >= self.cfg.frozen_steps:
-            found.append(("frozen", f"parameters have not moved for {len(self.frozen_run)} steps: {self._frozen_cause()}"))
+            found.append(
+                ("frozen", f"parameters have not moved for {len(self.frozen_run)} steps: {self._frozen_cause()}")
+            )
         return found
 
     def _frozen_cause(self) -> str:
@@ -232,8 +238,14 @@ class HealthGuard:
         self.monitor = HealthMonitor(cfg, uses_scaler)
         self._warned_this_epoch: set[str] = set()
 
-    def check_overflow_path(self, step: int, policy: PrecisionPolicy, model: torch.nn.Module,
-                            optimizer: torch.optim.Optimizer, clip: float | None) -> list[str]:
+    def check_overflow_path(
+        self,
+        step: int,
+        policy: PrecisionPolicy,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        clip: float | None,
+    ) -> list[str]:
         """The overflow probe, once before training (health.overflow_probe); returns warnings."""
         if not (self.cfg.enabled and self.cfg.overflow_probe):
             return []
@@ -260,16 +272,29 @@ class HealthGuard:
                 warnings.append(f"warning: step {step}: {message}")
         return warnings
 
-    def stop_on_nonfinite_loss(self, step: int, terms: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
-                               stems: list[str], lr: float, scale: float, model: torch.nn.Module) -> NoReturn:
+    def stop_on_nonfinite_loss(
+        self,
+        step: int,
+        terms: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        stems: list[str],
+        lr: float,
+        scale: float,
+        model: torch.nn.Module,
+    ) -> NoReturn:
         """Save the untouched weights and the batch beside a diagnostic, and stop."""
         values = {k: float(v.detach()) for k, v in terms.items()}
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         info = {"loss_terms": values, "lr": lr, "scale": scale, "samples": stems}
         path = self.write_diagnostic("nonfinite_loss", step, info)
-        save_checkpoint(path.with_suffix(".pt"), {
-            "model": model.state_dict(), "batch": {k: v.cpu() for k, v in batch.items()}, **info,
-        })
+        save_checkpoint(
+            path.with_suffix(".pt"),
+            {
+                "model": model.state_dict(),
+                "batch": {k: v.cpu() for k, v in batch.items()},
+                **info,
+            },
+        )
         self.monitor.reported.append(f"step {step}: non-finite loss ({shown})")
         raise HealthStop(
             f"non-finite loss at step {step} ({shown}); samples {', '.join(stems[:8])}; "
@@ -280,7 +305,7 @@ class HealthGuard:
     def write_diagnostic(self, kind: str, step: int, info: dict) -> Path:
         path = self.run_dir / "diagnostics" / f"{kind}_step{step:07d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        recent = [asdict(h) for h in self.monitor.run.records[-self.cfg.window:]]
+        recent = [asdict(h) for h in self.monitor.run.records[-self.cfg.window :]]
         body = {"step": step, "precision": self.precision, **info, "recent_steps": recent}
         write_text_atomic(path, json.dumps(body, indent=2, default=str))
         return path
@@ -306,8 +331,11 @@ class HealthGuard:
         h = self.monitor.end_epoch()
         if not h.steps:
             return {}, None
-        values = {"health_epoch/skip_rate": h.skip_rate, "health_epoch/skipped": float(h.skipped_steps),
-                  "health_epoch/nonfinite_grad_steps": float(h.nonfinite_grad_steps)}
+        values = {
+            "health_epoch/skip_rate": h.skip_rate,
+            "health_epoch/skipped": float(h.skipped_steps),
+            "health_epoch/nonfinite_grad_steps": float(h.nonfinite_grad_steps),
+        }
         if h.median_grad_norm is not None:
             values["health_epoch/grad_norm_median"] = h.median_grad_norm
         if h.median_update_ratio is not None:
@@ -317,8 +345,10 @@ class HealthGuard:
         scale = f", scale {h.min_scale:g}..{h.max_scale:g}" if self.uses_scaler else ""
         ratio = f", update {h.median_update_ratio:.2e}" if h.median_update_ratio is not None else ""
         norm = f"{h.median_grad_norm:.3g}" if h.median_grad_norm is not None else "n/a"
-        line = (f"health epoch {epoch}: skipped {h.skipped_steps}/{h.steps} ({h.skip_rate:.1%}){scale}, "
-                f"grad norm median {norm}{ratio}, non-finite grads {h.nonfinite_grad_steps}")
+        line = (
+            f"health epoch {epoch}: skipped {h.skipped_steps}/{h.steps} ({h.skip_rate:.1%}){scale}, "
+            f"grad norm median {norm}{ratio}, non-finite grads {h.nonfinite_grad_steps}"
+        )
         return values, line
 
     def summary(self) -> HealthSummary:

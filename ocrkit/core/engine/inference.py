@@ -201,9 +201,7 @@ def _scored_record(prediction: ImagePrediction, result: ImageResult) -> dict[str
     for index, detection in enumerate(record["detections"]):
         detection["matched_gt"] = matched_gt.get(index)  # index into the image's gt list
         detection["dontcare"] = index in result.dontcare_det
-    record.update(
-        precision=result.precision, recall=result.recall, hmean=result.hmean, counts=asdict(result.counts)
-    )
+    record.update(precision=result.precision, recall=result.recall, hmean=result.hmean, counts=asdict(result.counts))
     return record
 
 

@@ -30,7 +30,9 @@ def perfect_model_metrics(
 ) -> DetectionMetrics:
     gt, det = {}, {}
     for sample in track(samples, "perfect-map round trip", total=len(samples), enabled=progress):
-        transform = plan_resize(image_size(sample.image_path), data_cfg.eval_size, data_cfg.keep_ratio, data_cfg.pad_multiple)
+        transform = plan_resize(
+            image_size(sample.image_path), data_cfg.eval_size, data_cfg.keep_ratio, data_cfg.pad_multiple
+        )
         maps = make_maps_in_network_space(sample.polygons, sample.ignore, transform, maps_cfg)
         gt[sample.stem] = (sample.polygons, sample.ignore)
         det[sample.stem] = [d.polygon for d in detect_text(maps.shrink, transform, post_cfg)]

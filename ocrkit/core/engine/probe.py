@@ -109,8 +109,14 @@ class ProbeResult:
             mode: ModeTiming(mode, t.get("screen_s"), t.get("full_s"), t.get("error"))
             for mode, t in data["timings"].items()
         }
-        return cls(data["device"], data["device_type"], tuple(data["shape"]), timings,
-                   bool(data.get("bf16_supported")), data.get("measured_at", ""))
+        return cls(
+            data["device"],
+            data["device_type"],
+            tuple(data["shape"]),
+            timings,
+            bool(data.get("bf16_supported")),
+            data.get("measured_at", ""),
+        )
 
 
 @dataclass
@@ -143,7 +149,11 @@ def fastest_safe(probe: ProbeResult, tolerance: float = SPEED_TOLERANCE) -> tupl
     if not speedups:
         return REFERENCE, None
     best = max(speedups, key=speedups.get)
-    if best == "16-mixed" and "bf16-mixed" in speedups and speedups["16-mixed"] <= speedups["bf16-mixed"] * (1 + tolerance):
+    if (
+        best == "16-mixed"
+        and "bf16-mixed" in speedups
+        and speedups["16-mixed"] <= speedups["bf16-mixed"] * (1 + tolerance)
+    ):
         best = "bf16-mixed"
     return best, speedups[best]
 
@@ -160,23 +170,35 @@ def decide(requested: str, probe: ProbeResult, tolerance: float = SPEED_TOLERANC
     best, speedup = fastest_safe(probe, tolerance)
     if requested == "auto":
         if best == REFERENCE:
-            others = "; ".join(_compared(probe, m) for m in candidate_modes(probe.device_type, probe.bf16_supported)[1:])
-            return Decision(REFERENCE, f"auto -> 32-true: no mixed mode is more than {tolerance:.0%} faster on "
-                                       f"{where} ({others or 'no candidate'})")
-        return Decision(best, f"auto -> {best}: {speedup:.2f}x the 32-true step rate on {where} "
-                              f"({probe.describe(best)} vs {probe.describe(REFERENCE)})")
+            others = "; ".join(
+                _compared(probe, m) for m in candidate_modes(probe.device_type, probe.bf16_supported)[1:]
+            )
+            return Decision(
+                REFERENCE,
+                f"auto -> 32-true: no mixed mode is more than {tolerance:.0%} faster on "
+                f"{where} ({others or 'no candidate'})",
+            )
+        return Decision(
+            best,
+            f"auto -> {best}: {speedup:.2f}x the 32-true step rate on {where} "
+            f"({probe.describe(best)} vs {probe.describe(REFERENCE)})",
+        )
     if requested == REFERENCE:
         return Decision(REFERENCE, "32-true as requested")
     timing = probe.timings.get(requested)
     if timing is None or not timing.ok:
         why = timing.error if timing is not None else "not measured"
-        return Decision(requested, f"{requested} as requested", f"the probe could not time {requested} on {where}: {why}")
+        return Decision(
+            requested, f"{requested} as requested", f"the probe could not time {requested} on {where}: {why}"
+        )
     slowdown = probe.slowdown(requested)
     reason = f"{requested} as requested ({_compared(probe, requested)})"
     if slowdown is not None and slowdown > 1 + tolerance:
-        warning = (f"{requested} measured {slowdown:.1f}x slower than 32-true on {where} "
-                   f"({probe.describe(requested)} vs {probe.describe(REFERENCE)}); "
-                   f"the fastest mode that passes here is {best}: use --precision {best} (or auto)")
+        warning = (
+            f"{requested} measured {slowdown:.1f}x slower than 32-true on {where} "
+            f"({probe.describe(requested)} vs {probe.describe(REFERENCE)}); "
+            f"the fastest mode that passes here is {best}: use --precision {best} (or auto)"
+        )
         return Decision(requested, reason, warning)
     return Decision(requested, reason)
 
@@ -208,8 +230,13 @@ def run_probe(
 ) -> ProbeResult:
     """Screen every mode, then time the ones within SKIP_RATIO of 32-true at ``shape``."""
     modes = [REFERENCE] + [m for m in dict.fromkeys(modes) if m != REFERENCE]
-    result = ProbeResult(device_label, device_type, shape, bf16_supported=bf16_supported,
-                         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    result = ProbeResult(
+        device_label,
+        device_type,
+        shape,
+        bf16_supported=bf16_supported,
+        measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
     for mode in modes:
         result.timings[mode] = _timed(mode, SCREEN_SHAPE, measure)
     for mode in modes:
@@ -236,8 +263,14 @@ class StepTimer:
     step); gradients are dropped between steps. The global RNG is left as it was.
     """
 
-    def __init__(self, model_cfg, device, channels_last: bool = False, repeats: int = FULL_REPEATS,
-                 time_cap_s: float = FULL_TIME_CAP_S):
+    def __init__(
+        self,
+        model_cfg,
+        device,
+        channels_last: bool = False,
+        repeats: int = FULL_REPEATS,
+        time_cap_s: float = FULL_TIME_CAP_S,
+    ):
         import torch
 
         from ocrkit.core.model import build_model
@@ -367,12 +400,25 @@ def resolve_precision(cfg, device, measure: Measure | None = None) -> tuple[Deci
     modes = candidate_modes(device.type, cuda_bf16_supported(device))
     if requested != "auto" and requested not in modes:
         modes.append(requested)
-    probe = probe_precisions(cfg.model, cfg.train.batch_size, cfg.data.train_size, device, modes,
-                             probe_cache_dir(cfg.cache), cfg.train.channels_last, measure=measure)
+    probe = probe_precisions(
+        cfg.model,
+        cfg.train.batch_size,
+        cfg.data.train_size,
+        device,
+        modes,
+        probe_cache_dir(cfg.cache),
+        cfg.train.channels_last,
+        measure=measure,
+    )
     return decide(requested, probe), probe
 
 
 def decision_document(requested: str, decision: Decision, probe: ProbeResult) -> dict:
     """What a run directory's precision.json holds: the request, the outcome, the figures."""
-    return {"requested": requested, "resolved": decision.mode, "reason": decision.reason,
-            "warning": decision.warning, "probe": probe.to_dict()}
+    return {
+        "requested": requested,
+        "resolved": decision.mode,
+        "reason": decision.reason,
+        "warning": decision.warning,
+        "probe": probe.to_dict(),
+    }

@@ -96,5 +96,9 @@ def trace_window(out_dir: Path, start_step: int, steps: int, device: torch.devic
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     out_dir.mkdir(parents=True, exist_ok=True)
-    return profile(activities=activities, schedule=schedule(wait=max(start_step - 1, 0), warmup=1, active=steps, repeat=1),
-                   on_trace_ready=tensorboard_trace_handler(str(out_dir)), record_shapes=False)
+    return profile(
+        activities=activities,
+        schedule=schedule(wait=max(start_step - 1, 0), warmup=1, active=steps, repeat=1),
+        on_trace_ready=tensorboard_trace_handler(str(out_dir)),
+        record_shapes=False,
+    )

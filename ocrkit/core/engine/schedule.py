@@ -33,8 +33,9 @@ class PolySchedule:
         return lr_factor(step, self.total_steps, self.warmup_steps, self.power)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
-                    warmup_steps: int | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, warmup_steps: int | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Stepped once per REAL optimizer step (a skipped fp16 step does not advance it)."""
     warmup = cfg.warmup_steps if warmup_steps is None else warmup_steps
     return torch.optim.lr_scheduler.LambdaLR(optimizer, PolySchedule(total_steps, warmup, cfg.poly_power))
@@ -45,6 +46,8 @@ def reschedule(scheduler: torch.optim.lr_scheduler.LambdaLR, total_steps: int, w
     for schedule in scheduler.lr_lambdas:
         schedule.total_steps, schedule.warmup_steps = total_steps, warmup_steps
     step = scheduler.last_epoch
-    for group, base, schedule in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+    for group, base, schedule in zip(
+        scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+    ):
         group["lr"] = base * schedule(step)
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

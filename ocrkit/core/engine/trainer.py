@@ -133,7 +133,9 @@ class Trainer:
         if init_state is not None:
             load_weights(self.model, init_state[0], init_state[1], cfg.model)
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
-        if cfg.train.precision == "auto":  # `ocrkit train` resolves (and reports) it before; benches build trainers directly
+        if (
+            cfg.train.precision == "auto"
+        ):  # `ocrkit train` resolves (and reports) it before; benches build trainers directly
             decision, _ = resolve_precision(cfg, device)
             cfg.train.precision = decision.mode
             self.say(f"precision: {decision.reason}")
@@ -168,8 +170,11 @@ class Trainer:
         self.callbacks.fit_start(self.state.step, self.resumed)
         try:
             if not self.finished():
-                self._say_all(self.guard.check_overflow_path(self.state.step, self.policy, self.model,
-                                                             self.optimizer, self.cfg.train.grad_clip))
+                self._say_all(
+                    self.guard.check_overflow_path(
+                        self.state.step, self.policy, self.model, self.optimizer, self.cfg.train.grad_clip
+                    )
+                )
             while not self.finished():
                 self.begin_epoch()
                 for micro_batches in self.data.step_groups(self.state.epoch, self.state.batch_in_epoch, self.device):
@@ -234,8 +239,14 @@ class Trainer:
     def after_step(self, step: _StepTaken, batches: int) -> None:
         """Health checks, the step's figures to every sink, and the time budget."""
         self.state.skipped_steps += not step.outcome.stepped
-        health = StepHealth(self.state.step, step.lr, step.outcome.scale, not step.outcome.stepped,
-                            step.outcome.grad_norm, step.update_ratio)
+        health = StepHealth(
+            self.state.step,
+            step.lr,
+            step.outcome.scale,
+            not step.outcome.stepped,
+            step.outcome.grad_norm,
+            step.update_ratio,
+        )
         self._say_all(self.guard.record(health))
         values = self.guard.step_values(health, self.state.skipped_steps)
         self.callbacks.stage("optimizer")  # the step, schedule, EMA and health checks
@@ -314,8 +325,11 @@ class Trainer:
         if metrics.hmean > self.state.best_hmean:
             self.state.best_hmean, self.state.best_step = metrics.hmean, self.state.step
             self.save("best.pt")
-        ema_text = (f"  | EMA P {ema_metrics.precision:.4f}  R {ema_metrics.recall:.4f}  H {ema_metrics.hmean:.4f}"
-                    if ema_metrics else "")
+        ema_text = (
+            f"  | EMA P {ema_metrics.precision:.4f}  R {ema_metrics.recall:.4f}  H {ema_metrics.hmean:.4f}"
+            if ema_metrics
+            else ""
+        )
         self.say(
             f"validation at step {self.state.step}: P {metrics.precision:.4f}  R {metrics.recall:.4f}  "
             f"H {metrics.hmean:.4f}  (best {self.state.best_hmean:.4f} at step {self.state.best_step}){ema_text}"
@@ -327,9 +341,16 @@ class Trainer:
     def _evaluate(self, model: torch.nn.Module, tag: str) -> DetectionMetrics:
         out_dir = self.run_dir / tag / f"step{self.state.step:07d}"
         metrics = evaluate_model(
-            model, self.data.val, self.cfg.data, self.cfg.postprocess, self.device,
-            batch_size=self.cfg.train.eval_batch_size, out_dir=out_dir,
-            overlays=self.cfg.train.overlays, progress=self.interactive, store=self.data.store,
+            model,
+            self.data.val,
+            self.cfg.data,
+            self.cfg.postprocess,
+            self.device,
+            batch_size=self.cfg.train.eval_batch_size,
+            out_dir=out_dir,
+            overlays=self.cfg.train.overlays,
+            progress=self.interactive,
+            store=self.data.store,
         )
         values = {f"{tag}/precision": metrics.precision, f"{tag}/recall": metrics.recall, f"{tag}/hmean": metrics.hmean}
         self.callbacks.scalars(values, self.state.step, self.state.epoch)
@@ -342,11 +363,18 @@ class Trainer:
         if not val:
             return 0.0
         n = self.cfg.train.eval_batch_size
-        warm, timed = val[:n], val[n: 2 * n] or val[:n]
+        warm, timed = val[:n], val[n : 2 * n] or val[:n]
 
         def evaluate(samples: list) -> None:
-            evaluate_model(self.model, samples, self.cfg.data, self.cfg.postprocess, self.device, batch_size=n,
-                           store=self.data.store)
+            evaluate_model(
+                self.model,
+                samples,
+                self.cfg.data,
+                self.cfg.postprocess,
+                self.device,
+                batch_size=n,
+                store=self.data.store,
+            )
 
         evaluate(warm)
         start = time.perf_counter()
@@ -374,8 +402,11 @@ class Trainer:
         """Continue from a checkpoint (``source`` names it in errors)."""
         missing = [key for key in RESUME_KEYS if key not in state]
         if missing:
-            raise InputError(source, f"cannot resume from this checkpoint: it has no {', '.join(missing)} "
-                                     "(a weights-only file? use --init-from to start a new run from its weights)")
+            raise InputError(
+                source,
+                f"cannot resume from this checkpoint: it has no {', '.join(missing)} "
+                "(a weights-only file? use --init-from to start a new run from its weights)",
+            )
         load_weights(self.model, state, source, self.cfg.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

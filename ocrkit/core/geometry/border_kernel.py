@@ -81,8 +81,10 @@ def draw_border_closeness(polygon: np.ndarray, distance: float, dilated: np.ndar
         inverse = 1.0 / length2 if length2 > 0 else 0.0  # a point edge: t = 0, distance to a
         length = math.sqrt(length2)
         ux, uy = (dx / length, dy / length) if length > 0 else (1.0, 0.0)
-        for y in range(max(y0, int(math.floor(min(ay, ay + dy) - distance))),
-                       min(y1, int(math.ceil(max(ay, ay + dy) + distance))) + 1):
+        for y in range(
+            max(y0, int(math.floor(min(ay, ay + dy) - distance))),
+            min(y1, int(math.ceil(max(ay, ay + dy) + distance))) + 1,
+        ):
             # the band: −D ≤ along ≤ L + D and |across| ≤ D, (along, across) relative to a
             low, high = _slab_on_row(ux, uy, -(ux * ax + uy * ay), -distance, length + distance, y, x0, x1)
             low, high = _slab_on_row(-uy, ux, uy * ax - ux * ay, -distance, distance, y, low, high)

@@ -167,8 +167,12 @@ def _overlapping_pairs(
 
 
 def _dontcare_detections(
-    gt_geoms: np.ndarray, gt_bounds: np.ndarray, dontcare_gt: np.ndarray,
-    det_geoms: np.ndarray, det_bounds: np.ndarray, valid_det: np.ndarray,
+    gt_geoms: np.ndarray,
+    gt_bounds: np.ndarray,
+    dontcare_gt: np.ndarray,
+    det_geoms: np.ndarray,
+    det_bounds: np.ndarray,
+    valid_det: np.ndarray,
 ) -> np.ndarray:
     """Mask of detections with more than half of their own area inside some don't-care gt."""
     flagged = np.zeros(len(det_geoms), dtype=bool)
@@ -182,8 +186,12 @@ def _dontcare_detections(
 
 
 def _iou_matrix(
-    gt_geoms: np.ndarray, gt_bounds: np.ndarray, care_gt: np.ndarray,
-    det_geoms: np.ndarray, det_bounds: np.ndarray, care_det: np.ndarray,
+    gt_geoms: np.ndarray,
+    gt_bounds: np.ndarray,
+    care_gt: np.ndarray,
+    det_geoms: np.ndarray,
+    det_bounds: np.ndarray,
+    care_det: np.ndarray,
 ) -> np.ndarray:
     """IoU of every care gt with every care detection (0 elsewhere), as DB computes it."""
     iou = np.zeros((len(gt_geoms), len(det_geoms)))
@@ -287,8 +295,5 @@ def evaluate(
     if unknown:
         shown = ", ".join(repr(s) for s in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise ValueError(f"predictions for {len(unknown)} image stem(s) with no ground truth: {shown}")
-    per_image = {
-        stem: evaluate_image(polygons, ignore, det.get(stem, ()))
-        for stem, (polygons, ignore) in gt.items()
-    }
+    per_image = {stem: evaluate_image(polygons, ignore, det.get(stem, ())) for stem, (polygons, ignore) in gt.items()}
     return combine(per_image)

@@ -113,6 +113,4 @@ def detect_text(prob: np.ndarray, transform: ResizeTransform, cfg: PostprocessCo
     """
     ch, cw = transform.content_size
     content = np.ascontiguousarray(prob[:ch, :cw], dtype=np.float32)
-    return [
-        Detection(transform.to_original(d.polygon), d.score) for d in boxes_from_probability(content, cfg)
-    ]
+    return [Detection(transform.to_original(d.polygon), d.score) for d in boxes_from_probability(content, cfg)]

@@ -50,9 +50,7 @@ class DBNet(nn.Module):
             "thresh_logits": self.thresh_head(fused)[..., :height, :width],
         }
         if self.training:
-            outputs["binary"] = approximate_binary_map(
-                outputs["prob_logits"], outputs["thresh_logits"], self.k
-            )
+            outputs["binary"] = approximate_binary_map(outputs["prob_logits"], outputs["thresh_logits"], self.k)
         return outputs
 
 

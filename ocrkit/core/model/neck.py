@@ -28,9 +28,7 @@ class FPN(nn.Module):
         if inner_channels % len(in_channels):
             raise ValueError(f"inner_channels {inner_channels} not divisible by {len(in_channels)} levels")
         level_channels = inner_channels // len(in_channels)
-        self.laterals = nn.ModuleList(
-            nn.Conv2d(channels, inner_channels, 1, bias=False) for channels in in_channels
-        )
+        self.laterals = nn.ModuleList(nn.Conv2d(channels, inner_channels, 1, bias=False) for channels in in_channels)
         self.smooth = nn.ModuleList(
             nn.Conv2d(inner_channels, level_channels, 3, padding=1, bias=False) for _ in in_channels
         )

@@ -48,8 +48,16 @@ def encode_chunks(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arr
             encoding = "bits"
         else:
             data, encoding = memoryview(array.reshape(-1)).cast("B"), "raw"
-        specs.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "encoding": encoding,
-                      "offset": offset, "nbytes": data.nbytes})
+        specs.append(
+            {
+                "name": name,
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+                "encoding": encoding,
+                "offset": offset,
+                "nbytes": data.nbytes,
+            }
+        )
         chunks.append(data)
         offset += data.nbytes
     head = json.dumps({**header, "arrays": specs}, sort_keys=True, separators=(",", ":")).encode()

@@ -43,8 +43,9 @@ class EpochCacheStats:
             rate = delta["hits"] / n
             values[f"cache/{kind}_hit_rate"] = rate
             values[f"cache/{kind}_failed_writes"] = float(delta["failed_writes"])
-            extra = "".join(f", {delta[e]} {e.replace('_', ' ')}" for e in ("corrupt", "fallbacks", "failed_writes")
-                            if delta[e])
+            extra = "".join(
+                f", {delta[e]} {e.replace('_', ' ')}" for e in ("corrupt", "fallbacks", "failed_writes") if delta[e]
+            )
             parts.append(f"{kind} {rate:.0%} ({delta['hits']}/{n}{extra})")
             if delta["hits"] == 0 and kind in self.filled:
                 problems.append(

@@ -160,8 +160,14 @@ class Store:
     """
 
     def __init__(
-        self, root: str | Path, size_limit_bytes: int, kinds: dict[str, int], timeout_s: float = 10.0,
-        flush_every: int = 64, write_behind: bool = True, queue_size: int = 16,
+        self,
+        root: str | Path,
+        size_limit_bytes: int,
+        kinds: dict[str, int],
+        timeout_s: float = 10.0,
+        flush_every: int = 64,
+        write_behind: bool = True,
+        queue_size: int = 16,
     ):
         self.root = Path(root)
         self.kinds = dict(kinds)
@@ -215,8 +221,12 @@ class Store:
         with self._lock:
             if self._entries is None:
                 self._entries = _open_cache(
-                    self.root / "entries", size_limit=self.size_limit_bytes, timeout=self.timeout_s,
-                    eviction_policy="least-recently-stored", tag_index=True, disk=_EntryDisk,
+                    self.root / "entries",
+                    size_limit=self.size_limit_bytes,
+                    timeout=self.timeout_s,
+                    eviction_policy="least-recently-stored",
+                    tag_index=True,
+                    disk=_EntryDisk,
                 )
             return self._entries
 
@@ -241,7 +251,9 @@ class Store:
         self._entries = self._stats = None
 
     # ---------------------------------------------------------------- entries
-    def lookup(self, kind: str, fields: dict[str, Any], check: Check | None = None) -> tuple[dict[str, Any], Arrays] | None:
+    def lookup(
+        self, kind: str, fields: dict[str, Any], check: Check | None = None
+    ) -> tuple[dict[str, Any], Arrays] | None:
         """The stored (header, arrays) for exactly these fields, or None (counted). ``check``
         returns a problem with well-formed arrays of the wrong shape or dtype (then: corrupt)."""
         key = entry_key(kind, self.version_of(kind), fields)
@@ -262,15 +274,25 @@ class Store:
             self.count(kind, "corrupt")
             self.delete(key)
             return None
-        if header.get("kind") != kind or header.get("version") != self.version_of(kind) or header.get("fields") != fields:
+        if (
+            header.get("kind") != kind
+            or header.get("version") != self.version_of(kind)
+            or header.get("fields") != fields
+        ):
             self.count(kind, "stale")  # only a digest collision or a key-scheme bug gets here
             return None
         self.count(kind, "hits")
         return header, arrays
 
     def write(
-        self, kind: str, config_id: str, fields: dict[str, Any], arrays: Arrays,
-        meta: dict[str, Any] | None = None, bit_arrays: tuple[str, ...] = (), sync: bool = False,
+        self,
+        kind: str,
+        config_id: str,
+        fields: dict[str, Any],
+        arrays: Arrays,
+        meta: dict[str, Any] | None = None,
+        bit_arrays: tuple[str, ...] = (),
+        sync: bool = False,
     ) -> bool:
         """Store an entry. By default the encoding and the disk write happen on a writer thread
         (write-behind), off the data path: True then means queued, and a failure is counted by
@@ -286,8 +308,9 @@ class Store:
         with self._lock:
             if self._writer is None or not self._writer.is_alive():
                 self._queue = queue.Queue(maxsize=self.queue_size)  # bounded: a slow disk slows the producer
-                self._writer = threading.Thread(target=self._write_loop, args=(self._queue,), daemon=True,
-                                                name="ocrkit-store-writer")
+                self._writer = threading.Thread(
+                    target=self._write_loop, args=(self._queue,), daemon=True, name="ocrkit-store-writer"
+                )
                 self._writer.start()
             return self._queue
 
@@ -309,14 +332,26 @@ class Store:
             self._queue.join()
 
     def _write_now(
-        self, kind: str, config_id: str, fields: dict[str, Any], arrays: Arrays,
-        meta: dict[str, Any] | None, bit_arrays: tuple[str, ...],
+        self,
+        kind: str,
+        config_id: str,
+        fields: dict[str, Any],
+        arrays: Arrays,
+        meta: dict[str, Any] | None,
+        bit_arrays: tuple[str, ...],
     ) -> bool:
         header = {"kind": kind, "version": self.version_of(kind), "fields": fields, "meta": meta or {}}
         pieces = _Pieces(encode_chunks(header, arrays, bit_arrays))
         try:
-            ok = bool(self.entries.set(entry_key(kind, self.version_of(kind), fields), pieces, read=True, tag=entry_tag(kind, self.version_of(kind), config_id),
-                                       retry=True))
+            ok = bool(
+                self.entries.set(
+                    entry_key(kind, self.version_of(kind), fields),
+                    pieces,
+                    read=True,
+                    tag=entry_tag(kind, self.version_of(kind), config_id),
+                    retry=True,
+                )
+            )
         except (diskcache.Timeout, sqlite3.Error, OSError):
             ok = False
         if not ok:
@@ -324,8 +359,12 @@ class Store:
         return ok
 
     def fetch(
-        self, kind: str, config_id: str, fields: dict[str, Any],
-        produce: Callable[[], tuple[Arrays, dict[str, Any]]], bit_arrays: tuple[str, ...] = (),
+        self,
+        kind: str,
+        config_id: str,
+        fields: dict[str, Any],
+        produce: Callable[[], tuple[Arrays, dict[str, Any]]],
+        bit_arrays: tuple[str, ...] = (),
         check: Check | None = None,
     ) -> tuple[Arrays, dict[str, Any]]:
         """The stored value, or ``produce()`` written back: (arrays, meta)."""
