@@ -36,6 +36,10 @@ def normalize_precision(name: str) -> str:
 
 
 class Section(BaseModel):
+    """One config section: unknown keys are errors (a typo is never ignored), and an assignment is
+    validated like a loaded value.
+    """
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -68,6 +72,10 @@ class AugmentConfig(Section):
 
 
 class DataConfig(Section):
+    """``data``: where the samples come from and how images become network input (train crop, eval
+    resize, normalisation, loader workers). Read by the data package and by inference.
+    """
+
     train: str | None = Field(None, description="training data: ICDAR dir (images/, gts/) or JSON file")
     val: str | None = Field(None, description="validation data, same formats as train")
     skip_bad: bool = Field(False, description="warn and skip malformed samples instead of failing")
@@ -97,6 +105,10 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    """``model``: the DBNet architecture (backbone, widths, the binarization's k). A checkpoint keeps
+    it, so eval and resume build the same network.
+    """
+
     backbone: Literal["resnet18", "resnet50"] = "resnet18"
     inner_channels: int = Field(256, ge=4, description="FPN lateral width; each level gets 1/4")
     head_channels: int = Field(64, ge=1, description="hidden width of the P and T heads")
@@ -112,6 +124,10 @@ class ModelConfig(Section):
 
 
 class MapsConfig(Section):
+    """``maps``: the DB label-map rules (shrink ratio, threshold band, the smallest text kept).
+    Read by geometry/maps.py; part of the maps store key.
+    """
+
     shrink_ratio: float = Field(0.4, gt=0, lt=1)
     thresh_min: float = Field(0.3, ge=0, le=1)
     thresh_max: float = Field(0.7, ge=0, le=1)
@@ -125,6 +141,8 @@ class MapsConfig(Section):
 
 
 class LossConfig(Section):
+    """``loss``: the weights of DB's three terms and the hard-negative ratio (model/loss.py)."""
+
     alpha: float = Field(5.0, ge=0, description="weight of the probability BCE (DB code: 5)")
     beta: float = Field(10.0, ge=0, description="weight of the threshold L1")
     gamma: float = Field(1.0, ge=0, description="weight of the binary-map Dice")
@@ -133,6 +151,10 @@ class LossConfig(Section):
 
 
 class PostprocessConfig(Section):
+    """``postprocess``: probability map to boxes (geometry/postprocess.py): thresholds, unclip, box
+    shape.
+    """
+
     mode: Literal["quad", "poly"] = "quad"
     thresh: float = Field(0.3, gt=0, lt=1, description="binarization threshold on P")
     box_thresh: float = Field(0.6, ge=0, le=1, description="minimum mean P inside a box")
@@ -162,6 +184,11 @@ class EmaConfig(Section):
 
 
 class TrainConfig(Section):
+    """``train``: the training loop (engine/trainer.py and its schedule, precision, EMA, budget and
+    profiling): schedule length, batch and accumulation, optimizer, precision, device, validation
+    and checkpoint intervals, time limit.
+    """
+
     epochs: int = Field(20, ge=1)
     max_steps: int | None = Field(
         None, ge=1, description="stop after this many optimizer steps (the LR schedule spans them)"
@@ -281,6 +308,10 @@ def parse_bytes(value: Any) -> int:
 
 
 class CacheConfig(Section):
+    """``cache``: the per-user store of decoded images, label maps and eval tensors (where, how big,
+    lock timeout) and the RAM preload.
+    """
+
     enabled: bool = Field(True, description="use the store of decoded images, DB maps and eval tensors")
     dir: str | None = Field(None, description="store location; default: the per-user cache dir (~/.cache/ocrkit)")
     size_limit_gb: float = Field(4.0, gt=0, description="entries beyond this are evicted, oldest stored first")
@@ -296,6 +327,8 @@ class CacheConfig(Section):
 
 
 class LogConfig(Section):
+    """``log``: where run directories go and what is written to them."""
+
     dir: str = Field("runs", description="run directories are created under this")
     quiet: bool = False
     tensorboard: bool = True
@@ -320,6 +353,10 @@ class _DictSource(PydanticBaseSettingsSource):
 
 
 class OcrkitConfig(BaseSettings):
+    """The whole config tree: defaults < TOML file < ``OCRKIT_*`` environment (``__`` nests) < flags
+    and ``--set a.b=value``. Each component receives and reads only its own section(s).
+    """
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
@@ -407,6 +444,7 @@ def load_config(
     ``flags`` maps dotted keys to values from dedicated CLI flags (``None`` values are unset
     flags and are skipped); ``overrides`` are ``--set`` items and win over flags.
     """
+
     pairs: list[tuple[list[str], Any]] = [
         (key.split("."), value) for key, value in (flags or {}).items() if value is not None
     ]

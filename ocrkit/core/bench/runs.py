@@ -23,6 +23,8 @@ from ocrkit.core.progress import TrainProgress
 
 @dataclass
 class BenchSetup:
+    """What a training bench runs on."""
+
     cfg: OcrkitConfig  # with the data paths resolved (the built-in set by default)
     train: list[Sample]
     val: list[Sample]

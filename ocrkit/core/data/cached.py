@@ -68,6 +68,10 @@ def config_id(config: dict[str, Any]) -> str:
 
 
 class _Layer:
+    """One kind of store entry: how it is keyed (``config`` plus per-entry fields), produced on a
+    miss and checked on a hit. Without a store (or when it fails to open) every lookup produces.
+    """
+
     kind = ""
 
     def __init__(self, store: Store | None, config: dict[str, Any]):
@@ -130,6 +134,10 @@ def produce_image(path: str | Path) -> tuple[Arrays, dict[str, Any]]:
 
 
 class ImageLayer(_Layer):
+    """Decoded RGB uint8 images after EXIF orientation, keyed by the file's content digest; the RAM
+    preload is asked first.
+    """
+
     kind = "image"
 
     def __init__(self, store: Store | None, preloaded: dict[str, np.ndarray] | None = None):
@@ -189,6 +197,10 @@ def produce_maps(
 
 
 class MapsLayer(_Layer):
+    """The four DB targets of a sample at the deterministic training geometry (resize to fit
+    ``data.train_size``, no augmentation); masks stored as bits, the threshold map as float32.
+    """
+
     kind = "maps"
 
     def __init__(self, store: Store | None, data_cfg: DataConfig, maps_cfg: MapsConfig):
@@ -250,6 +262,10 @@ def transform_from_meta(meta: dict[str, Any]) -> ResizeTransform:
 
 
 class TensorLayer(_Layer):
+    """An eval input before normalisation: the image resized to its content size (uint8, channels
+    first) with the resize it used; normalised into the batch on read.
+    """
+
     kind = "tensor"
 
     def __init__(self, store: Store | None, data_cfg: DataConfig):

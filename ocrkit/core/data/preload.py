@@ -18,6 +18,8 @@ from ocrkit.core.data.sample import Sample
 
 @dataclass
 class Preload:
+    """Decoded training images held in RAM (up to ``cache.preload_bytes``)."""
+
     cap_bytes: int
     images: dict[str, np.ndarray] = field(default_factory=dict)
     bytes_used: int = 0

@@ -17,6 +17,10 @@ from ocrkit.core.config import EmaConfig
 
 
 class ModelEma:
+    """An exponential moving average of the model's weights (``train.ema``), updated after each real
+    optimizer step and validated beside the raw model.
+    """
+
     def __init__(self, model: torch.nn.Module, cfg: EmaConfig):
         self.cfg = cfg
         self.module = copy.deepcopy(model).eval()

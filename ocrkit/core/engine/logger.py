@@ -28,6 +28,10 @@ def truncate_csv_after(path: Path, step: int) -> None:
 
 
 class RunLogger:
+    """Scalars to ``metrics.csv`` (``step,epoch,tag,value``) and TensorBoard under one global
+    optimizer-step counter. ``resume_step`` drops what was logged after a resumed checkpoint.
+    """
+
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
         self.csv_path = run_dir / "metrics.csv"
         if resume_step is not None:

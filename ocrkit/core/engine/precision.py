@@ -30,6 +30,11 @@ class StepOutcome:
 
 
 class PrecisionPolicy:
+    """The numeric precision of a run (``train.precision``): the autocast context of the forward
+    pass, the GradScaler (16-mixed, unless ``train.scaler.enabled`` is false) and the order of
+    backward, unscale, clip and step that never hides an overflow from the scaler.
+    """
+
     def __init__(self, precision: str, device: torch.device, scaler: ScalerConfig | None = None):
         self.precision = precision
         self.device = device
