@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
+from conftest import sample_dir
 from ocrkit.core.data.formats import load_icdar_dir, write_icdar_gt, write_predictions
 from ocrkit.core.data.scoring import evaluate_dirs
 from ocrkit.core.errors import InputError
@@ -21,8 +21,7 @@ from ocrkit.core.geometry.metric import (
     evaluate_image,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = Path(os.environ.get("OCRKIT_SAMPLE_DIR", REPO / ".." / "shared" / "data" / "icdar2015_sample"))
+SAMPLE_DIR = sample_dir()
 SAMPLE_CARE_BOXES = 21
 
 
