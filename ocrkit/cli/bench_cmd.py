@@ -303,9 +303,12 @@ def data(
         model = Table(title=f"the model on {bench.device}: {model_steps} training steps per worker count")
         for column in ("workers", "step img/s", "train img/s", "waiting for data"):
             model.add_column(column, justify="right")
-        for r in bench.model:
+        for row in bench.model:
             model.add_row(
-                str(r.workers), f"{r.step_images_per_s:.1f}", f"{r.train_images_per_s:.1f}", f"{r.data_wait_share:.0%}"
+                str(row.workers),
+                f"{row.step_images_per_s:.1f}",
+                f"{row.train_images_per_s:.1f}",
+                f"{row.data_wait_share:.0%}",
             )
         out_console.print(model)
         out_console.print(bench.verdict(), soft_wrap=True)

@@ -16,6 +16,7 @@ from ocrkit.core.errors import OcrkitError
 from ocrkit.core.store.events import EVENTS
 
 if TYPE_CHECKING:
+    from ocrkit.core.config import OcrkitConfig
     from ocrkit.core.store.store import Store
 
 app = typer.Typer(help="The store of decoded images, DB maps and eval tensors.", no_args_is_help=True)
@@ -23,7 +24,7 @@ app = typer.Typer(help="The store of decoded images, DB maps and eval tensors.",
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
 
-def _store(config, set_) -> tuple[Store, object]:
+def _store(config, set_) -> tuple[Store, OcrkitConfig]:
     from ocrkit.core.data.cached import open_data_store  # diskcache: only when a command opens the store
 
     cfg = resolve_config(config, set_)

@@ -40,7 +40,9 @@ class _SingleThreadedOpenCV(importlib.abc.MetaPathFinder):
             exec_module(module)
             _single_threaded(sys.modules[name])
 
-        spec.loader.exec_module = exec_then_configure
+        # Replacing the method on this one loader instance is the point (a wrapper loader would
+        # change what OpenCV sees as its __loader__); mypy flags any assignment to a method.
+        spec.loader.exec_module = exec_then_configure  # type: ignore[method-assign]
         return spec
 
 

@@ -7,7 +7,15 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 T = TypeVar("T")
 
@@ -42,7 +50,8 @@ class TrainProgress:
         self.interactive = enabled and stderr_console.is_terminal
         self.log_every = log_every
         self._bar: Progress | None = None
-        self._epoch_task = self._batch_task = None
+        self._epoch_task: TaskID | None = None
+        self._batch_task: TaskID | None = None
         self._epoch_label = ""
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
@@ -62,12 +71,13 @@ class TrainProgress:
             self._bar.start()
             self._epoch_task = self._bar.add_task("epochs", total=epochs, info="")
             self._batch_task = self._bar.add_task("batches", total=steps, info="")
+        assert self._epoch_task is not None and self._batch_task is not None  # added with the bar
         self._bar.update(self._epoch_task, completed=epoch, description=self._epoch_label)
         self._bar.reset(self._batch_task, total=steps, completed=done, info="")
 
     def batch_done(self, step: int, loss: float, images_per_s: float, lr: float) -> None:
         info = f"loss {loss:.4f}  {images_per_s:.1f} img/s"
-        if self.interactive and self._bar is not None:
+        if self.interactive and self._bar is not None and self._batch_task is not None:
             self._bar.update(self._batch_task, advance=1, info=info)
         elif self.enabled and step % self.log_every == 0:
             stderr_console.print(f"{self._epoch_label} step {step}: {info}  lr {lr:.3g}", highlight=False)

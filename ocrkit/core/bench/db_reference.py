@@ -81,7 +81,7 @@ def db_reference_maps(
         height = polygon[:, 1].max() - polygon[:, 1].min()
         width = polygon[:, 0].max() - polygon[:, 0].min()
         if flags[i] or min(height, width) < cfg.min_text_size:
-            cv2.fillPoly(shrink_mask, polygon.astype(np.int32)[np.newaxis], 0)
+            cv2.fillPoly(shrink_mask, [polygon.astype(np.int32)], 0)
             flags[i] = True
             continue
         shape = Polygon(polygon)
@@ -90,7 +90,7 @@ def db_reference_maps(
         padding.AddPath([tuple(p) for p in polygon], pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
         shrunk = padding.Execute(-distance)
         if not shrunk:
-            cv2.fillPoly(shrink_mask, polygon.astype(np.int32)[np.newaxis], 0)
+            cv2.fillPoly(shrink_mask, [polygon.astype(np.int32)], 0)
             flags[i] = True
             continue
         cv2.fillPoly(shrink, [np.array(shrunk[0]).reshape(-1, 2).astype(np.int32)], 1)

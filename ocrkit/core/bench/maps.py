@@ -99,9 +99,9 @@ def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig
     for polygons, ignore in layouts:
         got = make_db_maps(polygons, ignore, h, w, cfg).as_dict()
         want = reference_db_maps(polygons, ignore, h, w, cfg)
-        db = db_reference_maps(polygons, ignore, h, w, cfg)
+        db_maps = db_reference_maps(polygons, ignore, h, w, cfg)
         max_diff = max(max_diff, float(np.abs(got["thresh"] - want["thresh"]).max()))
-        db_max_diff = max(db_max_diff, float(np.abs(db["thresh"] - want["thresh"]).max()))
+        db_max_diff = max(db_max_diff, float(np.abs(db_maps["thresh"] - want["thresh"]).max()))
         identical &= all(np.array_equal(got[k], want[k]) for k in BINARY_MAP_KEYS)
 
     def per_image_ms(fn) -> float:

@@ -152,6 +152,7 @@ def _train_one(cfg, precision, steps, train, val, device, run_dir: Path, progres
         except HealthStop as stop:
             result, reason = stop.result, f"health stop: {stop}"
     health = result.health
+    assert health is not None  # the trainer sets it on every exit from fit()
     metrics = result.last_metrics
     return PrecisionRun(
         precision=precision,
@@ -204,7 +205,7 @@ def _judge(runs: list[PrecisionRun], tolerance: float) -> None:
             continue
         if run.reason:
             run.verdict = "FAIL"
-        elif run.delta_hmean is None:
+        elif run.delta_hmean is None or reference.hmean is None:  # one is set only from the other
             run.verdict, run.reason = "FAIL", "no validation result to compare"
         elif reference.hmean < MIN_REFERENCE_HMEAN:
             run.verdict = "INCONCLUSIVE"

@@ -205,7 +205,8 @@ class MapsLayer(_Layer):
 
     def __init__(self, store: Store | None, data_cfg: DataConfig, maps_cfg: MapsConfig):
         super().__init__(store, maps_config(data_cfg, maps_cfg))
-        self.train_size = tuple(data_cfg.train_size)
+        h, w = data_cfg.train_size
+        self.train_size = (h, w)
         self.maps_cfg = maps_cfg
 
     def check(self, arrays: Arrays, meta: dict[str, Any]) -> str | None:

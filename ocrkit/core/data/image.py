@@ -24,8 +24,8 @@ def load_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            upright = ImageOps.exif_transpose(im)
+            return np.asarray(upright.convert("RGB"))
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

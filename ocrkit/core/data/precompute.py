@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,16 +39,16 @@ def _init_worker(store: Store, data_cfg: DataConfig, maps_cfg: MapsConfig) -> No
 def _precompute_one(sample: Sample) -> str:
     """ "present" | "computed" | "failed_write" | an error message."""
     layer: MapsLayer = _worker["layer"]
+    store = layer.store
+    assert store is not None  # precompute_maps always passes one
     try:
         fields = layer.fields(source_digest(sample.image_path), sample)
-        if layer.store.contains("maps", fields):
+        if store.contains("maps", fields):
             return "present"
         _, maps = produce_maps(
             load_image(sample.image_path), sample.polygons, sample.ignore, layer.train_size, layer.maps_cfg
         )
-        ok = layer.store.write(
-            "maps", layer.config_id, fields, maps, {"path": str(sample.image_path)}, MAP_BITS, sync=True
-        )
+        ok = store.write("maps", layer.config_id, fields, maps, {"path": str(sample.image_path)}, MAP_BITS, sync=True)
         return "computed" if ok else "failed_write"
     except InputError as exc:
         return str(exc)
@@ -65,6 +65,7 @@ def precompute_maps(
     """Fill the maps of ``samples`` at the deterministic training geometry; present entries are
     skipped, so an interrupted run is finished by running it again."""
     report = PrecomputeReport(total=len(samples))
+    outcomes: Iterator[str]
     if workers > 0:
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with context.Pool(workers, _init_worker, (store, data_cfg, maps_cfg)) as pool:
@@ -83,6 +84,7 @@ def precompute_job(cfg: OcrkitConfig, workers: int, progress: bool = True) -> Pr
     store = open_data_store(cfg.cache)
     if store is None:
         raise OcrkitError("the store is disabled (cache.enabled = false): nowhere to precompute into")
+    assert cfg.data.train is not None, "the caller checks that there is training data"
     samples = load_dataset(cfg.data.train, cfg.data.skip_bad).samples
     return precompute_maps(samples, cfg.data, cfg.maps, store, workers, progress)
 

@@ -95,11 +95,14 @@ def _check_count(name: str, value: object) -> int:
 
 
 def _check_size(size: object) -> tuple[int, int]:
-    ok = isinstance(size, Sequence) and len(size) == 2
-    ok = ok and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in size)
-    if not ok or not all(MIN_SIDE <= v <= MAX_SIDE for v in size):
-        raise OcrkitError(f"synthetic data: size must be (height, width) in {MIN_SIDE}..{MAX_SIDE} px, got {size!r}")
-    return int(size[0]), int(size[1])
+    if (
+        isinstance(size, Sequence)
+        and len(size) == 2
+        and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in size)
+        and all(MIN_SIDE <= v <= MAX_SIDE for v in size)
+    ):
+        return int(size[0]), int(size[1])
+    raise OcrkitError(f"synthetic data: size must be (height, width) in {MIN_SIDE}..{MAX_SIDE} px, got {size!r}")
 
 
 def _check_fonts(fonts: Sequence[str | Path] | None) -> tuple[FontSource, ...]:
@@ -184,7 +187,7 @@ def render_glyphs(text: str, font: ImageFont.FreeTypeFont, stroke_width: int = 0
     """Draw the word as alpha masks and measure its ink box from the pixels themselves."""
     left, top, right, bottom = font.getbbox(text, stroke_width=stroke_width)
     pad = 2 + stroke_width
-    size = (right - left + 2 * pad, bottom - top + 2 * pad)
+    size = (int(right - left) + 2 * pad, int(bottom - top) + 2 * pad)  # a FreeType bbox is whole pixels
     origin = (pad - left, pad - top)
     fill_img = Image.new("L", size, 0)
     ImageDraw.Draw(fill_img).text(origin, text, font=font, fill=255)
@@ -402,7 +405,8 @@ def place_words(image: np.ndarray, rng: np.random.Generator, fonts: Sequence[Fon
 
 
 def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(0, 256, 3))
+    r, g, b = (int(v) for v in rng.integers(0, 256, 3))
+    return r, g, b
 
 
 def _gradient(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -428,7 +432,7 @@ def _blotches(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def _base_layer(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     r = rng.random()
     if r < 0.15:
-        base = np.empty((h, w, 3), np.float32)
+        base: np.ndarray = np.empty((h, w, 3), np.float32)
         base[:] = rng.uniform(0, 255, 3)
     elif r < 0.5:
         base = _gradient(rng, h, w)

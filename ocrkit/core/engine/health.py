@@ -79,7 +79,7 @@ class UpdateProbe:
     def __init__(self, model: torch.nn.Module, enabled: bool):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.enabled = enabled
-        self._before: list[torch.Tensor] | None = None
+        self._before: tuple[torch.Tensor, ...] | None = None  # what torch._foreach_mul returns
         self._before_norm: torch.Tensor | None = None
 
     def before_step(self) -> None:
@@ -88,10 +88,11 @@ class UpdateProbe:
             self._before_norm = total_norm(self._before)
 
     def after_step(self) -> float | None:
-        if self._before is None:
+        before, before_norm = self._before, self._before_norm
+        if before is None or before_norm is None:
             return None
-        torch._foreach_sub_(self._before, [p.detach() for p in self.params])  # now θ_before − θ_after
-        ratio = total_norm(self._before) / self._before_norm.clamp_min(1e-30)
+        torch._foreach_sub_(before, [p.detach() for p in self.params])  # now θ_before − θ_after
+        ratio = total_norm(before) / before_norm.clamp_min(1e-30)
         self._before = self._before_norm = None
         return float(ratio)
 

@@ -30,7 +30,8 @@ def export_maps(
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = image_path.stem
     written = [out_dir / f"{stem}_maps.npz"]
-    np.savez_compressed(written[0], **maps)
+    # mypy matches **maps against savez_compressed's allow_pickle: bool too; the keys are map names
+    np.savez_compressed(written[0], **maps)  # type: ignore[arg-type]
     scaled_gt = [transform.forward(p) for p in polygons]
     for key in MAP_KEYS:
         values = maps[key]

@@ -97,10 +97,10 @@ def _grad_norm(params: list[torch.nn.Parameter], clip: float | None) -> torch.Te
         return torch.nn.utils.clip_grad_norm_(params, clip)
     if not params:
         return torch.tensor(0.0)
-    return total_norm([p.grad.float() for p in params])
+    return total_norm([p.grad.float() for p in params if p.grad is not None])  # step() kept only these
 
 
-def total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+def total_norm(tensors: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
     """The 2-norm of all tensors together: one fused kernel per device/dtype group instead of
     one per tensor, which matters where kernel launches dominate (small models on a GPU)."""
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))

@@ -22,17 +22,19 @@ import hashlib
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final, Literal
 
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.machine import cpu_model, cpu_summary, native_bf16
 
 PROBE_VERSION = 1
-MODES = ("32-true", "16-mixed", "bf16-mixed")
-REFERENCE = "32-true"
+Mode = Literal["32-true", "16-mixed", "bf16-mixed"]  # what a run trains in (train.precision, less "auto")
+MODES: tuple[Mode, ...] = ("32-true", "16-mixed", "bf16-mixed")
+REFERENCE: Final = "32-true"
 SCREEN_SHAPE = (1, 3, 128, 128)
 # A mode this much slower than 32-true is not worth training in (and not worth probing further).
 SKIP_RATIO = 5.0
@@ -76,6 +78,7 @@ class ProbeResult:
             return None
         if timing.full_s is not None and ref.full_s is not None:
             return timing.full_s / ref.full_s
+        assert timing.screen_s is not None and ref.screen_s is not None  # what ok means
         return timing.screen_s / ref.screen_s
 
     def images_per_s(self, mode: str) -> float | None:
@@ -93,6 +96,7 @@ class ProbeResult:
         if timing.full_s is not None:
             n, _, h, w = self.shape
             return f"{mode} {timing.full_s * 1e3:.0f} ms per step of {n}x{h}x{w}"
+        assert timing.screen_s is not None  # what ok means
         return f"{mode} {timing.screen_s * 1e3:.0f} ms per 128x128 step (screened out)"
 
     def to_dict(self) -> dict:
@@ -121,34 +125,34 @@ class ProbeResult:
 
 @dataclass
 class Decision:
-    mode: str  # what training runs in
+    mode: Mode  # what training runs in
     reason: str  # one line: why
     warning: str | None = None  # set when the requested mode measured slower than the best one
 
 
-def candidate_modes(device_type: str, bf16_supported: bool) -> list[str]:
+def candidate_modes(device_type: str, bf16_supported: bool) -> list[Mode]:
     """Modes `auto` may pick. On CUDA fp16 always trains with the loss scaler (the config
     enforces it); bf16 only where the GPU has it. On a CPU fp16 is not a candidate (autocast's
     fp16 CPU kernels are not meant for training) and bf16 only wins where the probe says so."""
     if device_type == "cuda":
-        return [REFERENCE, "16-mixed"] + (["bf16-mixed"] if bf16_supported else [])
+        return [REFERENCE, "16-mixed", "bf16-mixed"] if bf16_supported else [REFERENCE, "16-mixed"]
     return [REFERENCE, "bf16-mixed"]
 
 
-def fastest_safe(probe: ProbeResult, tolerance: float = SPEED_TOLERANCE) -> tuple[str, float | None]:
+def fastest_safe(probe: ProbeResult, tolerance: float = SPEED_TOLERANCE) -> tuple[Mode, float | None]:
     """The candidate to train in, with its speed-up over 32-true (None when 32-true itself).
 
     A mixed mode must be faster than 32-true by more than ``tolerance``; between two that are,
     bf16 is preferred unless fp16 is faster than it by more than ``tolerance`` too (bf16 needs no
     loss scaling and keeps fp32's exponent range)."""
-    speedups = {}
+    speedups: dict[Mode, float] = {}
     for mode in candidate_modes(probe.device_type, probe.bf16_supported)[1:]:
         slowdown = probe.slowdown(mode)
         if slowdown is not None and slowdown > 0 and 1 / slowdown > 1 + tolerance:
             speedups[mode] = 1 / slowdown
     if not speedups:
         return REFERENCE, None
-    best = max(speedups, key=speedups.get)
+    best = max(speedups, key=speedups.__getitem__)
     if (
         best == "16-mixed"
         and "bf16-mixed" in speedups
@@ -158,7 +162,7 @@ def fastest_safe(probe: ProbeResult, tolerance: float = SPEED_TOLERANCE) -> tupl
     return best, speedups[best]
 
 
-def decide(requested: str, probe: ProbeResult, tolerance: float = SPEED_TOLERANCE) -> Decision:
+def decide(requested: Mode | Literal["auto"], probe: ProbeResult, tolerance: float = SPEED_TOLERANCE) -> Decision:
     """The mode to train in for ``requested`` (auto or an explicit mode), and what to tell the user."""
     where = _where(probe)
     ref = probe.timings.get(REFERENCE)
@@ -221,7 +225,7 @@ def _where(probe: ProbeResult) -> str:
 
 
 def run_probe(
-    modes: list[str],
+    modes: Sequence[str],
     shape: Shape,
     device_label: str,
     device_type: str,
@@ -279,7 +283,9 @@ class StepTimer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            self.model = build_model(model_cfg).to(device, memory_format=self.memory_format).train()
+            # Module.to accepts memory_format at run time; torch's overloads of it do not list it
+            model = build_model(model_cfg).to(device, memory_format=self.memory_format)  # type: ignore[call-overload]
+            self.model = model.train()
 
     def __call__(self, mode: str, shape: Shape) -> float:
         torch = self.torch
@@ -350,7 +356,7 @@ def probe_precisions(
     batch_size: int,
     train_size: tuple[int, int],
     device,
-    modes: list[str],
+    modes: Sequence[str],
     cache_dir: Path | None,
     channels_last: bool = False,
     fresh: bool = False,

@@ -67,6 +67,7 @@ class StageTimer:
         if self.cuda and self._laps:
             torch.cuda.synchronize()
             for stage, start, end in self._laps:
+                assert isinstance(start, torch.cuda.Event) and isinstance(end, torch.cuda.Event)
                 self._totals[stage] += start.elapsed_time(end) / 1000.0
         steps = max(self.steps, 1)
         summary = {stage: self._totals.get(stage, 0.0) * 1000.0 / steps for stage in STAGES}

@@ -44,6 +44,7 @@ def build_scheduler(
 def reschedule(scheduler: torch.optim.lr_scheduler.LambdaLR, total_steps: int, warmup_steps: int) -> None:
     """Make the schedule end at ``total_steps`` from now on; the current LR follows at once."""
     for schedule in scheduler.lr_lambdas:
+        assert isinstance(schedule, PolySchedule), "only build_scheduler's schedules can be moved"
         schedule.total_steps, schedule.warmup_steps = total_steps, warmup_steps
     step = scheduler.last_epoch
     for group, base, schedule in zip(

@@ -8,6 +8,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.config import CacheConfig, OcrkitConfig, save_config
@@ -24,8 +25,18 @@ from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.paths import user_cache_dir
 from ocrkit.core.progress import TrainProgress
 
+
+class SynthRecipe(TypedDict):
+    """generate_synthetic's arguments for the built-in dataset."""
+
+    n_train: int
+    n_val: int
+    size: tuple[int, int]
+    seed: int
+
+
 # The built-in dataset: rendered once per user and reused (bump the version if the recipe changes).
-BUILTIN_SYNTH = {"n_train": 400, "n_val": 60, "size": (640, 640), "seed": 0}
+BUILTIN_SYNTH: SynthRecipe = {"n_train": 400, "n_val": 60, "size": (640, 640), "seed": 0}
 BUILTIN_SYNTH_VERSION = "synth-v1"
 
 

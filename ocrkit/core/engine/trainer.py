@@ -129,14 +129,16 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-        self.model = build_model(cfg.model).to(device, memory_format=self.memory_format)
+        # Module.to accepts memory_format at run time; torch's overloads of it do not list it
+        self.model = build_model(cfg.model).to(device, memory_format=self.memory_format)  # type: ignore[call-overload]
         if init_state is not None:
             load_weights(self.model, init_state[0], init_state[1], cfg.model)
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
-        if (
-            cfg.train.precision == "auto"
-        ):  # `ocrkit train` resolves (and reports) it before; benches build trainers directly
-            decision, _ = resolve_precision(cfg, device)
+        # `ocrkit train` resolves (and reports) an auto precision before; benches build trainers directly
+        if cfg.train.precision == "auto":
+            chosen = resolve_precision(cfg, device)
+            assert chosen is not None  # only 32-true goes without a probe
+            decision, _ = chosen
             cfg.train.precision = decision.mode
             self.say(f"precision: {decision.reason}")
         self.policy = PrecisionPolicy(cfg.train.precision, device, cfg.train.scaler)

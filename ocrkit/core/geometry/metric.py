@@ -163,7 +163,8 @@ def _overlapping_pairs(
     overlap = (a[..., 0] <= b[..., 2]) & (b[..., 0] <= a[..., 2])
     overlap &= (a[..., 1] <= b[..., 3]) & (b[..., 1] <= a[..., 3])
     overlap &= a_mask[:, None] & b_mask[None, :]
-    return np.nonzero(overlap)
+    rows, cols = np.nonzero(overlap)
+    return rows, cols
 
 
 def _dontcare_detections(

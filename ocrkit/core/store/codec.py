@@ -44,10 +44,10 @@ def encode_chunks(header: dict[str, Any], arrays: dict[str, np.ndarray], bit_arr
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         if name in bit_arrays and _is_binary(array):
-            data = memoryview(np.packbits(array.reshape(-1).astype(bool)))
+            data = np.packbits(array.reshape(-1).astype(bool)).data  # a memoryview, no copy
             encoding = "bits"
         else:
-            data, encoding = memoryview(array.reshape(-1)).cast("B"), "raw"
+            data, encoding = array.reshape(-1).data.cast("B"), "raw"
         specs.append(
             {
                 "name": name,

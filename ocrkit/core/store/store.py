@@ -24,6 +24,7 @@ import multiprocessing.util
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -42,9 +43,9 @@ from ocrkit.core.paths import user_cache_dir
 from ocrkit.core.store.codec import CorruptEntry, decode, encode_chunks
 from ocrkit.core.store.events import EVENTS
 
-try:
+if sys.platform != "win32":
     import fcntl
-except ImportError:  # pragma: no cover - Windows: creation is guarded by the retries alone
+else:  # pragma: no cover - Windows has no fcntl: creation is guarded by the retries alone
     fcntl = None
 
 FORMAT_VERSION = 1  # the byte format (codec.py) and key scheme
@@ -312,6 +313,7 @@ class Store:
                     target=self._write_loop, args=(self._queue,), daemon=True, name="ocrkit-store-writer"
                 )
                 self._writer.start()
+            assert self._queue is not None  # made with the writer
             return self._queue
 
     def _write_loop(self, jobs: queue.Queue) -> None:
@@ -328,8 +330,9 @@ class Store:
 
     def drain(self) -> None:
         """Block until every queued write of this process is done."""
-        if self._pid == os.getpid() and self._writer is not None and self._writer.is_alive():
-            self._queue.join()
+        writer, jobs = self._writer, self._queue
+        if self._pid == os.getpid() and writer is not None and writer.is_alive() and jobs is not None:
+            jobs.join()
 
     def _write_now(
         self,
