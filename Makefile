@@ -6,7 +6,7 @@ OCRKIT := $(VENV)/bin/ocrkit
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: setup test test-all demo clean
+.PHONY: setup test test-all lint format demo clean
 
 # torch first and pinned: this machine has its CPU wheel; an unpinned torch pulls CUDA builds.
 $(STAMP): pyproject.toml
@@ -22,6 +22,18 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q -m ""
+
+# CI's guard rails (.ci/run): lint, formatting, types and the import contracts in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check ocrkit tests tools
+	$(VENV)/bin/ruff format --check ocrkit tests tools
+	$(VENV)/bin/mypy ocrkit
+	$(VENV)/bin/lint-imports
+
+# What a developer runs before committing: ruff's safe fixes, then the formatter.
+format: setup
+	$(VENV)/bin/ruff check --fix ocrkit tests tools
+	$(VENV)/bin/ruff format ocrkit tests tools
 
 # The main job on built-in data: synthetic set (rendered once into the user cache), a ~15-minute
 # CPU training schedule, evaluation of the best checkpoint on the synthetic val set.
