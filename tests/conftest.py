@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pytest
 
 from ocrkit.core.data.formats import write_icdar_gt
+
+if TYPE_CHECKING:
+    import torch
+
+    from ocrkit.core.config import OcrkitConfig
+    from ocrkit.core.engine.precision import PrecisionPolicy
+    from ocrkit.core.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,3 +86,66 @@ def isolated_store(tmp_path_factory) -> Path:
     patch.setenv("OCRKIT_CACHE__DIR", str(root))
     yield root
     patch.undo()
+
+
+# ---------------------------------------------------------------- engine helpers (imported lazily:
+# the geometry and data tests do not need torch's start-up)
+
+
+def linear_problem(seed: int = 0) -> tuple[torch.nn.Linear, torch.Tensor, torch.Tensor]:
+    """A seeded nn.Linear(4, 2) and one batch (x, y) of 8 for it."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(4, 2)
+    x, y = torch.randn(8, 4), torch.randn(8, 2)
+    return model, x, y
+
+
+def fp16_policy(**scaler) -> PrecisionPolicy:
+    """A 16-mixed policy on the CPU (``scaler``: train.scaler settings), its warnings silenced."""
+    import warnings
+
+    import torch
+
+    from ocrkit.core.config import load_config
+    from ocrkit.core.engine.precision import PrecisionPolicy
+
+    cfg = load_config(overrides=["train.precision=16-mixed"] + [f"train.scaler.{k}={v}" for k, v in scaler.items()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return PrecisionPolicy("16-mixed", torch.device("cpu"), cfg.train.scaler)
+
+
+def tiny_cfg(*overrides: str) -> OcrkitConfig:
+    """A width-8 model on 96x96 crops, batch 4, no workers, overlays or TensorBoard; then ``overrides``."""
+    from ocrkit.core.config import load_config
+
+    base = [
+        "model.base_width=8",
+        "model.inner_channels=32",
+        "model.head_channels=8",
+        "data.train_size=[96,96]",
+        "data.eval_size=[128,160]",
+        "data.num_workers=0",
+        "train.batch_size=4",
+        "train.overlays=0",
+        "train.eval_batch_size=4",
+        "log.tensorboard=false",
+    ]
+    return load_config(overrides=base + list(overrides))
+
+
+def make_trainer(synth: Path, tmp_path: Path, *overrides: str) -> Trainer:
+    """A CPU Trainer with ``tiny_cfg(*overrides)`` on the ``synth`` set, writing to tmp_path/run."""
+    import torch
+
+    from ocrkit.core.data.formats import load_dataset
+    from ocrkit.core.data.train_data import TrainData
+    from ocrkit.core.engine.trainer import Trainer
+
+    cfg = tiny_cfg(*overrides)
+    samples = load_dataset(str(synth / "train")).samples
+    val = load_dataset(str(synth / "val")).samples
+    (tmp_path / "run").mkdir(parents=True)
+    return Trainer(cfg, tmp_path / "run", TrainData(cfg, samples, val), torch.device("cpu"))

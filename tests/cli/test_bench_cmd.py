@@ -1,4 +1,5 @@
-"""ocrkit bench fp16-vs-fp32 in a tiny mode: the comparison runs end to end (numbers not asserted)."""
+"""`ocrkit bench` in tiny modes: fp16-vs-fp32, profile, data, maps and cache run end to end and write
+their JSON (numbers not asserted: benchmarks, not tests); bad option values are one-line errors."""
 
 import json
 
@@ -6,10 +7,15 @@ import pytest
 from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
-from ocrkit.core.bench.precision import PrecisionRun, _judge, parse_precisions
-from ocrkit.core.errors import OcrkitError
+from ocrkit.core.data.synth import generate_synthetic
 
 runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
 TINY = [
     "--set",
     "model.base_width=4",
@@ -73,63 +79,6 @@ def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp
     assert rows["16-mixed"]["min_scale"] is not None and rows["bf16-mixed"]["min_scale"] is None
     assert (tmp_path / "bench" / "fp16-vs-fp32" / "results.json").is_file()
     assert (tmp_path / "bench" / "fp16-vs-fp32" / "bf16-mixed" / "last.pt").is_file()
-
-
-def run_row(precision, hmean, reason=""):
-    return PrecisionRun(
-        precision=precision,
-        steps=10,
-        images_per_s=5.0,
-        speedup=None,
-        step_images_per_s=6.0,
-        step_speedup=None,
-        peak_memory_mib=None,
-        memory_kind="process RSS",
-        final_loss=1.0,
-        precision_=0.9,
-        recall=0.9,
-        hmean=hmean,
-        delta_hmean=None,
-        skipped_steps=0,
-        min_scale=None,
-        verdict="",
-        reason=reason,
-        run_dir="x",
-    )
-
-
-def test_verdicts_follow_the_tolerance_and_health_stops():
-    runs = [
-        run_row("32-true", 0.90),
-        run_row("bf16-mixed", 0.895),
-        run_row("16-mixed", 0.87),
-        run_row("16-mixed", 0.90, reason="health stop: loss scale fell"),
-    ]
-    _judge(runs, tolerance=0.01)
-    assert [r.verdict for r in runs] == ["REF", "PASS", "FAIL", "FAIL"]
-    assert "tolerance" in runs[2].reason and runs[1].delta_hmean == pytest.approx(-0.005)
-    untrained = [run_row("32-true", 0.0), run_row("bf16-mixed", 0.0)]
-    _judge(untrained, tolerance=0.01)
-    assert untrained[1].verdict == "INCONCLUSIVE" and "train longer" in untrained[1].reason
-
-
-def test_precision_list_needs_the_reference():
-    assert parse_precisions("bf16, 32") == ["32-true", "bf16-mixed"]
-    with pytest.raises(OcrkitError, match="must include 32-true"):
-        parse_precisions("16,bf16")
-    with pytest.raises(OcrkitError, match="unknown fp8"):
-        parse_precisions("32,fp8")
-
-
-def test_precision_list_uses_the_config_aliases(monkeypatch):
-    import ocrkit.core.bench.precision as bench_precision
-    from ocrkit.core.config import PRECISION_ALIASES, TrainConfig, normalize_precision
-
-    for alias, full in PRECISION_ALIASES.items():
-        assert parse_precisions(f"32,{alias}")[-1] == full == TrainConfig(precision=alias).precision
-    seen = []
-    monkeypatch.setattr(bench_precision, "normalize_precision", lambda n: seen.append(n) or normalize_precision(n))
-    assert parse_precisions(" bf16 ,32,") == ["32-true", "bf16-mixed"] and seen == ["bf16", "32"]
 
 
 def test_strict_exits_non_zero_on_a_fail(synth, tmp_path):
@@ -250,3 +199,65 @@ def test_bench_data_rejects_unknown_sources(tmp_path):
 def test_bench_data_rejects_bad_worker_counts(tmp_path):
     result = runner.invoke(app, ["bench", "data", "--workers", "0,two", "--set", f"log.dir={tmp_path}"])
     assert result.exit_code != 0 and "--workers: expected comma-separated counts" in result.output
+
+
+def test_bench_maps_tiny_mode(icdar_sample, tmp_path):
+    out = tmp_path / "maps.json"
+    result = run(
+        "bench", "maps", "--sample-dir", icdar_sample, "--size", 128, 128, "--images", 1, "--repeats", 1, "--json", out
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    cases = [r["case"] for r in report["results"]]
+    assert cases[:3] == [
+        "dense: 100 rotated quads",
+        "sparse: ICDAR-2015 sample",
+        "many-vertex: 30 polygons of 16-32 points",
+    ]
+    assert cases[3:] == [
+        "count: 10 quads",
+        "count: 100 quads",
+        "count: 1000 quads",
+        "size: 320x320, 100 quads",
+        "size: 640x640, 100 quads",
+        "size: 1280x1280, 100 quads",
+    ]
+    assert all(r["binary_maps_identical"] and r["max_thresh_diff"] <= 1e-3 for r in report["results"])
+    assert report["machine"]["cpu_count"] >= 1
+
+
+def test_bench_cache_runs_all_three_variants_and_writes_json(tmp_path):
+    generate_synthetic(tmp_path / "synth", n_train=6, n_val=2, size=(96, 128), seed=0, progress=False)
+    store_at = ["--set", f"cache.dir={tmp_path / 'cache'}"]
+    sizes = ["--set", "data.train_size=[64,64]", "--set", "data.eval_size=[96,128]"]
+    tiny = [
+        *("--set", "model.base_width=8", "--set", "model.inner_channels=32", "--set", "model.head_channels=8"),
+        *sizes,
+        *("--set", "data.num_workers=0", "--set", "train.overlays=0", "--set", "train.eval_batch_size=2"),
+    ]
+    out = tmp_path / "bench.json"
+    result = run(
+        "bench",
+        "cache",
+        "--data",
+        tmp_path / "synth" / "val",
+        "--repeats",
+        1,
+        "--quiet",
+        "--json",
+        out,
+        *store_at,
+        *tiny,
+    )
+    assert result.exit_code == 0, result.output
+    assert "warm speed-up vs cold" in result.output and "validation pass" in result.output
+    doc = json.loads(out.read_text())
+    rows = {r["scope"]: r for r in doc["results"]}
+    assert set(rows) == {"data path", "validation pass"}
+    for row in rows.values():  # timings are not asserted (benchmarks, not tests); their bookkeeping is
+        assert row["images"] == 2 and row["none_s"] > 0 and row["cold_s"] > 0 and row["warm_s"] > 0
+        assert row["warm_speedup"] == pytest.approx(row["cold_s"] / row["warm_s"])
+        assert row["store_bytes"] > 0
+    # the bench works in a scratch store beside the configured one and leaves nothing behind
+    status = run("cache", "status", "--json", *store_at, *sizes)
+    assert json.loads(status.output)["entries"] == 0

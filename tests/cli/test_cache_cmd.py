@@ -239,19 +239,3 @@ def test_clear_export_and_bad_requests(data, store_at, tmp_path):
     assert json.loads(cache(store_at, "status", "--json").output)["entries"] == 0
     disabled = run("cache", "status", "--set", "cache.enabled=false")
     assert disabled.exit_code != 0 and "disabled" in disabled.output
-
-
-def test_bench_cache_runs_all_three_variants_and_writes_json(data, store_at, tmp_path):
-    out = tmp_path / "bench.json"
-    result = run("bench", "cache", "--data", data / "val", "--repeats", 1, "--quiet", "--json", out, *store_at, *TINY)
-    assert result.exit_code == 0, result.output
-    assert "warm speed-up vs cold" in result.output and "validation pass" in result.output
-    doc = json.loads(out.read_text())
-    rows = {r["scope"]: r for r in doc["results"]}
-    assert set(rows) == {"data path", "validation pass"}
-    for row in rows.values():  # timings are not asserted (benchmarks, not tests); their bookkeeping is
-        assert row["images"] == 2 and row["none_s"] > 0 and row["cold_s"] > 0 and row["warm_s"] > 0
-        assert row["warm_speedup"] == pytest.approx(row["cold_s"] / row["warm_s"])
-        assert row["store_bytes"] > 0
-    # the bench works in a scratch store beside the configured one and leaves nothing behind
-    assert json.loads(cache(store_at, "status", "--json").output)["entries"] == 0

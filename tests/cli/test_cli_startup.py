@@ -1,8 +1,8 @@
 """The light commands start without the engine: importing the CLI, ``--version``, ``--help``,
 ``config show``, ``eval --gt-dir/--pred-dir`` and ``data synth`` load neither torch nor numba nor
-diskcache (together ~3 s of imports). OpenCV is no longer imported by ``ocrkit.core`` itself, yet
-is still single-threaded however it gets imported. Each case runs in a fresh interpreter, since
-this test process has usually imported all of them already."""
+diskcache (together ~3 s of imports). Each case runs in a fresh interpreter, since this test
+process has usually imported all of them already. (OpenCV, which ``ocrkit.core`` does not import,
+stays single-threaded however it gets imported: tests/core/test_core_init.py.)"""
 
 from __future__ import annotations
 
@@ -98,23 +98,3 @@ def test_data_synth_loads_no_engine(tmp_path):
     assert result["code"] == 0
     assert len(list((out / "val" / "images").iterdir())) == 1
     assert result["heavy"] == []
-
-
-@pytest.mark.parametrize(
-    "code",
-    [
-        "import sys, ocrkit.core; assert 'cv2' not in sys.modules; import cv2",  # OpenCV after ocrkit
-        "import cv2, ocrkit.core",  # OpenCV first
-        "import importlib.util, ocrkit.core; importlib.util.find_spec('cv2'); import cv2",  # looked up first
-        "import ocrkit.core, albumentations, cv2",  # imported by a library
-        "from ocrkit.core.data.synth import generate_synthetic; import cv2",
-    ],
-    ids=["after", "before", "find_spec", "library", "synth"],
-)
-def test_opencv_is_single_threaded_however_it_is_imported(code):
-    """ocrkit.core turns OpenCV's thread pool off (it does not survive fork) without importing it."""
-    done = subprocess.run(
-        [sys.executable, "-c", f"{code}; print(cv2.getNumThreads())"], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["1"]

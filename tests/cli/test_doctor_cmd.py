@@ -1,4 +1,4 @@
-"""ocrkit doctor: every section, on a machine without a GPU, and failures reported, not raised."""
+"""`ocrkit doctor`: every section, on a machine without a GPU, and failures reported, not raised."""
 
 import json
 
@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
 from ocrkit.core.bench import doctor
-from ocrkit.core.bench.doctor import SECTIONS, loader_advice
+from ocrkit.core.bench.doctor import SECTIONS
 
 runner = CliRunner()
 TINY = [
@@ -60,9 +60,3 @@ def test_the_screen_report_names_each_mode_and_the_advice():
     assert result.exit_code == 0, result.output
     assert "32-true:" in result.output and "bf16-mixed:" in result.output and "advice:" in result.output
     assert "Traceback" not in result.output
-
-
-def test_loader_advice_follows_the_measured_rates():
-    assert "data.num_workers = 4" in loader_advice(200.0, 15.0, 16, "cuda")  # 3 cores of work, +25%
-    assert "data-bound" in loader_advice(500.0, 30.0, 4, "cuda")
-    assert "data.num_workers = 1" in loader_advice(5.0, 20.0, 2, "cpu")

@@ -1,3 +1,5 @@
+"""Annotation formats: ICDAR text files (BOM, CRLF, malformed lines) and JSON, round trips, paths."""
+
 import json
 from pathlib import Path
 
@@ -14,7 +16,6 @@ from ocrkit.core.data.formats import (
     write_icdar_gt,
     write_predictions,
 )
-from ocrkit.core.data.image import image_size, load_image
 from ocrkit.core.errors import InputError
 
 
@@ -143,23 +144,3 @@ def test_missing_paths(tmp_path):
         load_dataset(tmp_path / "nope")
     with pytest.raises(InputError, match="images"):
         load_dataset(tmp_path)
-
-
-def test_exif_orientation_applied(tmp_path):
-    pixels = np.zeros((20, 40, 3), np.uint8)
-    pixels[:, :10] = 255  # a white band on the left of the stored pixels
-    image = Image.fromarray(pixels)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90° clockwise to display"
-    image.save(tmp_path / "rot.jpg", exif=exif.tobytes(), quality=100)
-    decoded = load_image(tmp_path / "rot.jpg")
-    assert decoded.shape == (40, 20, 3) and image_size(tmp_path / "rot.jpg") == (40, 20)
-    assert decoded[:10].mean() > 200 and decoded[-10:].mean() < 50  # the band is now on top
-
-
-def test_corrupt_image_is_an_input_error(tmp_path):
-    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.raises(InputError, match="bad.jpg: cannot decode image"):
-        load_image(tmp_path / "bad.jpg")
-    with pytest.raises(InputError, match="not found"):
-        load_image(tmp_path / "missing.jpg")

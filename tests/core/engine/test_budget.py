@@ -7,9 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
-from ocrkit.core.config import TrainConfig
 from ocrkit.core.engine.budget import BudgetCosts, epoch_events, plan_total_steps, scaled_warmup, time_needed
-from ocrkit.core.engine.schedule import build_scheduler, lr_factor, reschedule
 
 
 def costs(**changes) -> BudgetCosts:
@@ -54,32 +52,6 @@ def test_warm_up_keeps_its_share_of_the_schedule():
     assert scaled_warmup(50, 300, 900) == 17
     assert scaled_warmup(50, 1800, 900) == 100
     assert scaled_warmup(0, 300, 900) == 0 and scaled_warmup(5, 1, 900) == 1
-
-
-def test_rescheduling_moves_the_end_and_the_current_lr_and_is_saved_with_the_scheduler():
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=1.0)
-    cfg = TrainConfig(warmup_steps=10, poly_power=0.9)
-    scheduler = build_scheduler(optimizer, cfg, total_steps=900)
-    for _ in range(20):
-        optimizer.step()
-        scheduler.step()
-    reschedule(scheduler, total_steps=300, warmup_steps=4)
-    assert optimizer.param_groups[0]["lr"] == lr_factor(20, 300, 4, 0.9)
-    assert scheduler.get_last_lr() == [optimizer.param_groups[0]["lr"]]
-    restored = build_scheduler(torch.optim.SGD([param], lr=1.0), cfg, total_steps=900)
-    restored.load_state_dict(scheduler.state_dict())
-    assert restored.lr_lambdas[0].total_steps == 300 and restored.lr_lambdas[0].warmup_steps == 4
-
-
-def test_the_schedule_is_unchanged_without_a_plan():
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=0.5)
-    scheduler = build_scheduler(optimizer, TrainConfig(warmup_steps=3, poly_power=0.9), total_steps=12)
-    for step in range(1, 12):
-        optimizer.step()
-        scheduler.step()
-        assert optimizer.param_groups[0]["lr"] == 0.5 * lr_factor(step, 12, 3, 0.9)
 
 
 # ------------------------------------------------------------------ end to end

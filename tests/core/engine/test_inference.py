@@ -17,7 +17,6 @@ from ocrkit.core.data.image import eval_content, image_size, normalize
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.scoring import evaluate_dirs
 from ocrkit.core.engine.checkpoint import save_checkpoint
-from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.eval_job import load_for_inference
 from ocrkit.core.engine.inference import (
     evaluate_model,
@@ -174,14 +173,3 @@ def test_reloaded_checkpoint_predicts_identically(samples, tmp_path):
         assert [d.score for d in a.detections] == [d.score for d in b.detections]
         for da, db in zip(a.detections, b.detections, strict=True):
             np.testing.assert_array_equal(da.polygon, db.polygon)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
-def test_resolve_device_without_cuda():
-    assert resolve_device("auto") == torch.device("cpu")
-    assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(OcrkitError, match="CUDA is not available") as err:
-        resolve_device("cuda")
-    assert "\n" not in str(err.value)
-    with pytest.raises(OcrkitError, match="unknown device"):
-        resolve_device("gpu0")

@@ -8,7 +8,6 @@ import torch
 from typer.testing import CliRunner
 
 from ocrkit.cli.app import app
-from ocrkit.core.bench.precision import too_slow
 from ocrkit.core.config import ModelConfig
 from ocrkit.core.engine import probe as probe_module
 from ocrkit.core.engine.probe import (
@@ -151,13 +150,6 @@ def test_the_real_step_timer_times_a_tiny_model_and_leaves_the_rng_alone():
     seconds = timer("32-true", (1, 3, 64, 64))
     assert seconds > 0 and torch.equal(torch.rand(3), expected)
     assert all(p.grad is None for p in timer.model.parameters())
-
-
-def test_the_bench_skips_modes_measured_far_slower_unless_forced():
-    slow = probe(fp32=1.0, bf16=SKIP_RATIO + 1, fp16=1.2)
-    skip = too_slow(slow, ["32-true", "bf16-mixed", "16-mixed"])
-    assert list(skip) == ["bf16-mixed"] and "--force" in skip["bf16-mixed"]
-    assert "could not run" in too_slow(probe(fp32=1.0, bf16=RuntimeError("x")), ["32-true", "bf16-mixed"])["bf16-mixed"]
 
 
 # ------------------------------------------------------------------ end to end

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from shapely.geometry import Polygon
 
 from conftest import sample_dir
-from ocrkit.core.data.formats import load_icdar_dir, write_icdar_gt, write_predictions
-from ocrkit.core.data.scoring import evaluate_dirs
-from ocrkit.core.errors import InputError
+from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.geometry.metric import (
-    DetectionMetrics,
     MatchedPair,
     evaluate,
     evaluate_image,
@@ -251,153 +245,6 @@ def test_to_dict_is_json_serialisable_with_the_documented_keys():
     assert summary["per_image"]["a"]["hmean"] == 1.0
 
 
-# --- equivalence with a plain pairwise implementation --------------------------------------------
-
-
-def _reference_polygon(points: np.ndarray) -> Polygon | None:
-    if len(points) < 3:
-        return None
-    try:
-        polygon = Polygon(points)
-    except ValueError:
-        return None
-    return polygon if polygon.is_valid and polygon.is_simple else None
-
-
-def reference_evaluate_image(gt_polygons, gt_ignore, det_polygons):
-    """The protocol written as plain per-pair loops, the way DB's iou.py does it."""
-    gts = [(i, _reference_polygon(p), flag) for i, (p, flag) in enumerate(zip(gt_polygons, gt_ignore, strict=True))]
-    gts = [(i, g, flag) for i, g, flag in gts if g is not None]
-    dontcare_gts = [g for _, g, flag in gts if flag]
-    dets, dontcare = [], set()
-    for j, points in enumerate(det_polygons):
-        d = _reference_polygon(points)
-        if d is None:
-            continue
-        dets.append((j, d))
-        if any(d.area and g.intersection(d).area / d.area > 0.5 for g in dontcare_gts):
-            dontcare.add(j)
-    taken, pairs = set(), []
-    for i, g, flag in gts:
-        if flag:
-            continue
-        for j, d in dets:
-            if j not in taken and j not in dontcare and d.intersection(g).area / d.union(g).area > 0.5:
-                taken.add(j)
-                pairs.append((i, j))
-                break
-    counts = (
-        len(gts) - len(dontcare_gts),
-        len(dets) - len(dontcare),
-        len(pairs),
-        len(gt_polygons) - len(gts),
-        len(det_polygons) - len(dets),
-    )
-    return counts, pairs
-
-
-def random_quad(rng: np.random.Generator, center: np.ndarray, size: np.ndarray, angle: float) -> np.ndarray:
-    half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * size / 2
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    return np.round(half @ rotation.T + center, 1)
-
-
-def random_image(rng: np.random.Generator):
-    """Crowded quads with don't-care regions, near-threshold detections, duplicates and junk."""
-    gts, ignore = [], []
-    for _ in range(rng.integers(0, 9)):
-        gts.append(random_quad(rng, rng.uniform(0, 150, 2), rng.uniform([10, 5], [70, 25]), rng.uniform(-0.5, 0.5)))
-        ignore.append(bool(rng.random() < 0.3))
-    dets = []
-    for gt in gts:
-        for _ in range(rng.integers(0, 3)):  # 0-2 jittered copies: straddles IoU 0.5, duplicates
-            dets.append(np.round(gt * rng.uniform(0.85, 1.15) + rng.normal(0, 4, 2), 1))
-    for _ in range(rng.integers(0, 4)):
-        dets.append(random_quad(rng, rng.uniform(0, 150, 2), rng.uniform([10, 5], [70, 25]), rng.uniform(-1, 1)))
-    if dets and rng.random() < 0.3:
-        dets.append(dets[0][[0, 2, 1, 3]])  # bow-tie
-    if gts and rng.random() < 0.2:
-        gts[0] = gts[0][[0, 2, 1, 3]]
-    rng.shuffle(dets)
-    return gts, ignore, dets
-
-
-def test_matches_plain_pairwise_reference_on_random_layouts():
-    rng = np.random.default_rng(2015)
-    totals = np.zeros(5, dtype=int)
-    for _ in range(300):
-        gts, ignore, dets = random_image(rng)
-        result = evaluate_image(gts, ignore, dets)
-        counts, pairs = reference_evaluate_image(gts, ignore, dets)
-        c = result.counts
-        assert (c.n_care_gt, c.n_care_det, c.n_matched, c.invalid_gt, c.invalid_det) == counts
-        assert [(p.gt, p.det) for p in result.pairs] == pairs
-        totals += counts
-    # The layouts really exercise the protocol: matches, misses, and dropped polygons all occur.
-    assert totals[2] > 100 and totals[1] > totals[2] and totals[3] > 0 and totals[4] > 0
-
-
-def test_500_images_of_10_polygons_score_fast():
-    rng = np.random.default_rng(0)
-    gt, det = {}, {}
-    for k in range(500):
-        boxes = [rect(x, y, x + 40, y + 12) for x, y in rng.uniform(0, 600, (10, 2))]
-        gt[f"img_{k}"] = (boxes, [i == 9 for i in range(10)])
-        det[f"img_{k}"] = [b + rng.normal(0, 0.5, 2) for b in boxes[:9]]
-    start = time.perf_counter()
-    metrics = evaluate(gt, det)
-    elapsed = time.perf_counter() - start
-    assert metrics.images == 500 and metrics.det_care > 0
-    assert metrics.recall > 0.9 and metrics.precision > 0.9
-    assert elapsed < 2.0, f"500×10 polygons took {elapsed:.2f}s"
-
-
-# --- evaluate_dirs -------------------------------------------------------------------------------
-
-
-def _write_synthetic_gt(folder: Path) -> None:
-    write_icdar_gt(folder / "gt_a.txt", [GT_BOX, rect(0, 50, 100, 60)], ["HELLO", "###"], [False, True])
-    write_icdar_gt(folder / "gt_b.txt", [rect(0, 0, 50, 20)], ["WORLD"], [False])
-
-
-def test_evaluate_dirs_reads_written_predictions_and_accepts_both_gt_layouts(tmp_path):
-    _write_synthetic_gt(tmp_path / "root" / "gts")
-    preds = tmp_path / "preds"
-    write_predictions(preds / "res_a.txt", [GT_BOX, rect(0, 50, 100, 60), rect(300, 300, 310, 310)], [0.9, 0.8, 0.7])
-    # No res_b.txt: image b has no detections.
-    for gt_dir in (tmp_path / "root", tmp_path / "root" / "gts"):
-        metrics = evaluate_dirs(gt_dir, preds)
-        assert metrics.images == 2
-        assert (metrics.matched, metrics.gt_care, metrics.det_care) == (1, 2, 2)
-        assert metrics.per_image["a"].counts.n_dontcare_det == 1
-        assert (metrics.precision, metrics.recall) == (0.5, 0.5)
-
-
-def test_evaluate_dirs_rejects_prediction_for_unknown_image(tmp_path):
-    _write_synthetic_gt(tmp_path / "gts")
-    write_predictions(tmp_path / "preds" / "res_zzz.txt", [GT_BOX])
-    with pytest.raises(InputError, match="res_zzz.txt"):
-        evaluate_dirs(tmp_path / "gts", tmp_path / "preds")
-
-
-@pytest.mark.parametrize("make", ["missing", "empty"])
-def test_evaluate_dirs_missing_or_empty_gt_dir_is_a_one_line_input_error(tmp_path, make):
-    gt_dir = tmp_path / "gt"
-    if make == "empty":
-        gt_dir.mkdir()
-    (tmp_path / "preds").mkdir()
-    with pytest.raises(InputError) as info:
-        evaluate_dirs(gt_dir, tmp_path / "preds")
-    message = str(info.value)
-    assert str(gt_dir) in message and "\n" not in message
-
-
-def test_evaluate_dirs_missing_prediction_dir_is_an_input_error(tmp_path):
-    _write_synthetic_gt(tmp_path / "gts")
-    with pytest.raises(InputError, match="prediction directory"):
-        evaluate_dirs(tmp_path / "gts", tmp_path / "nope")
-
-
 # --- the real ICDAR-2015 sample ------------------------------------------------------------------
 
 
@@ -442,16 +289,3 @@ def test_sample_every_second_care_box_gives_recall_11_of_21(sample):
     assert counter == SAMPLE_CARE_BOXES
     assert metrics.recall == 11 / 21 and metrics.precision == 1.0
     assert metrics.hmean == pytest.approx(2 * (11 / 21) / (1 + 11 / 21))
-
-
-def test_sample_evaluate_dirs_with_written_prediction_files(sample, tmp_path):
-    skipped = next(s for s in sample if _care_polygons(s))  # this image gets no res file
-    for s in sample:
-        if s is not skipped:
-            polygons = list(s.polygons)
-            write_predictions(tmp_path / f"res_{s.stem}.txt", polygons, [0.9] * len(polygons))
-    metrics = evaluate_dirs(SAMPLE_DIR, tmp_path)
-    expected = SAMPLE_CARE_BOXES - len(_care_polygons(skipped))
-    assert isinstance(metrics, DetectionMetrics) and metrics.images == len(sample)
-    assert metrics.matched == expected and metrics.det_care == expected
-    assert metrics.recall == expected / SAMPLE_CARE_BOXES and metrics.precision == 1.0

@@ -1,0 +1,43 @@
+"""`ocrkit config show`: the precedence of defaults, TOML, environment and --set; one-line errors."""
+
+from typer.testing import CliRunner
+
+from ocrkit.cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_config_show_precedence_through_cli(tmp_path):
+    (tmp_path / "c.toml").write_text("[train]\nlr = 0.05\nepochs = 3\n")
+    result = run(
+        "config",
+        "show",
+        "--config",
+        tmp_path / "c.toml",
+        "--set",
+        "train.epochs=4",
+        env={"OCRKIT_TRAIN__LR": "0.02", "OCRKIT_MODEL__BACKBONE": "resnet50"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "lr = 0.02" in result.output and "epochs = 4" in result.output
+    assert 'backbone = "resnet50"' in result.output
+
+
+def test_config_errors_are_one_line():
+    assert_one_line_error(run("config", "show", "--set", "train.lr=abc"), "train.lr")
+    assert_one_line_error(run("config", "show", "--set", "train.nope=1"), "train.nope: unknown key")
+    assert_one_line_error(run("config", "show", "--config", "/no/such.toml"), "/no/such.toml")

@@ -1,0 +1,94 @@
+"""evaluate_dirs: scoring prediction files in a directory against a ground-truth directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import sample_dir
+from ocrkit.core.data.formats import load_icdar_dir, write_icdar_gt, write_predictions
+from ocrkit.core.data.scoring import evaluate_dirs
+from ocrkit.core.errors import InputError
+from ocrkit.core.geometry.metric import DetectionMetrics
+
+SAMPLE_DIR = sample_dir()
+SAMPLE_CARE_BOXES = 21
+
+
+def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+
+
+GT_BOX = rect(0, 0, 100, 10)  # area 1000: a det rect(0, 0, w, 10) inside it has IoU w / 100
+
+
+def _write_synthetic_gt(folder: Path) -> None:
+    write_icdar_gt(folder / "gt_a.txt", [GT_BOX, rect(0, 50, 100, 60)], ["HELLO", "###"], [False, True])
+    write_icdar_gt(folder / "gt_b.txt", [rect(0, 0, 50, 20)], ["WORLD"], [False])
+
+
+def test_evaluate_dirs_reads_written_predictions_and_accepts_both_gt_layouts(tmp_path):
+    _write_synthetic_gt(tmp_path / "root" / "gts")
+    preds = tmp_path / "preds"
+    write_predictions(preds / "res_a.txt", [GT_BOX, rect(0, 50, 100, 60), rect(300, 300, 310, 310)], [0.9, 0.8, 0.7])
+    # No res_b.txt: image b has no detections.
+    for gt_dir in (tmp_path / "root", tmp_path / "root" / "gts"):
+        metrics = evaluate_dirs(gt_dir, preds)
+        assert metrics.images == 2
+        assert (metrics.matched, metrics.gt_care, metrics.det_care) == (1, 2, 2)
+        assert metrics.per_image["a"].counts.n_dontcare_det == 1
+        assert (metrics.precision, metrics.recall) == (0.5, 0.5)
+
+
+def test_evaluate_dirs_rejects_prediction_for_unknown_image(tmp_path):
+    _write_synthetic_gt(tmp_path / "gts")
+    write_predictions(tmp_path / "preds" / "res_zzz.txt", [GT_BOX])
+    with pytest.raises(InputError, match="res_zzz.txt"):
+        evaluate_dirs(tmp_path / "gts", tmp_path / "preds")
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_evaluate_dirs_missing_or_empty_gt_dir_is_a_one_line_input_error(tmp_path, make):
+    gt_dir = tmp_path / "gt"
+    if make == "empty":
+        gt_dir.mkdir()
+    (tmp_path / "preds").mkdir()
+    with pytest.raises(InputError) as info:
+        evaluate_dirs(gt_dir, tmp_path / "preds")
+    message = str(info.value)
+    assert str(gt_dir) in message and "\n" not in message
+
+
+def test_evaluate_dirs_missing_prediction_dir_is_an_input_error(tmp_path):
+    _write_synthetic_gt(tmp_path / "gts")
+    with pytest.raises(InputError, match="prediction directory"):
+        evaluate_dirs(tmp_path / "gts", tmp_path / "nope")
+
+
+# --- the real ICDAR-2015 sample ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample():
+    if not (SAMPLE_DIR / "gts").is_dir():
+        pytest.skip(f"ICDAR-2015 sample not found at {SAMPLE_DIR} (set OCRKIT_SAMPLE_DIR)")
+    return load_icdar_dir(SAMPLE_DIR).samples
+
+
+def _care_polygons(s) -> list[np.ndarray]:
+    return [p for p, flag in zip(s.polygons, s.ignore, strict=True) if not flag]
+
+
+def test_sample_evaluate_dirs_with_written_prediction_files(sample, tmp_path):
+    skipped = next(s for s in sample if _care_polygons(s))  # this image gets no res file
+    for s in sample:
+        if s is not skipped:
+            polygons = list(s.polygons)
+            write_predictions(tmp_path / f"res_{s.stem}.txt", polygons, [0.9] * len(polygons))
+    metrics = evaluate_dirs(SAMPLE_DIR, tmp_path)
+    expected = SAMPLE_CARE_BOXES - len(_care_polygons(skipped))
+    assert isinstance(metrics, DetectionMetrics) and metrics.images == len(sample)
+    assert metrics.matched == expected and metrics.det_care == expected
+    assert metrics.recall == expected / SAMPLE_CARE_BOXES and metrics.precision == 1.0
