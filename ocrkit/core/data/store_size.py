@@ -28,7 +28,7 @@ def estimate_store_bytes(
         return t.content_size[0] * t.content_size[1] * 3  # uint8 RGB (tensor kind v2)
 
     th, tw = data_cfg.train_size
-    maps_per_sample = th * tw * 4 + 3 * (th * tw + 7) // 8 if stored_maps else 0
+    maps_per_sample = th * tw * 4 + 3 * ((th * tw + 7) // 8) if stored_maps else 0
     total = len(train) * (mean_bytes(train, lambda hw: hw[0] * hw[1] * 3) + maps_per_sample)
     total += len(val) * mean_bytes(val, eval_tensor)
     return int(total)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from conftest import random_quad
 from ocrkit.core.config import DataConfig, MapsConfig
@@ -104,11 +103,6 @@ def test_the_estimate_matches_what_the_image_and_tensor_layers_write(tmp_path):
     assert estimate_store_bytes(train, val, cfg, stored_maps=False) == written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store_size.py: `3 * (th * tw + 7) // 8` counts the three bit-packed masks as "
-    "(3 * (N + 7)) // 8 bytes, 2 more than 3 * ceil(N / 8) when N is a multiple of 8",
-)
 def test_stored_maps_add_a_float32_threshold_and_three_bit_packed_masks_per_sample(tmp_path):
     train = make_samples(tmp_path / "train", [(120, 160), (90, 90)])
     cfg = DataConfig(train_size=(64, 96), eval_size=(128, 160))

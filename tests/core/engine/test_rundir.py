@@ -45,15 +45,15 @@ def test_runs_started_together_never_share_a_directory(tmp_path):
     assert sorted(p.name for p in made) == sorted(["race", *(f"race{i}" for i in range(2, 9))])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FileNotFoundError,
-    reason="rundir.py: a --name with a slash (runs/train/group/exp) makes only the last directory "
-    "(mkdir without parents) and raises FileNotFoundError: a traceback from `ocrkit train --name group/exp`",
-)
 def test_a_name_with_a_slash_is_made_or_refused_in_one_line(tmp_path):
     try:
         run = create_run_dir(tmp_path, "train", "group/exp")
     except OcrkitError:
         return
     assert run == tmp_path / "train" / "group" / "exp" and run.is_dir()
+
+
+@pytest.mark.parametrize("name", ["/abs/exp", "../escape", "a/../../b", ""])
+def test_a_name_that_would_leave_the_runs_folder_is_one_line(tmp_path, name):
+    with pytest.raises(OcrkitError, match="--name"):
+        create_run_dir(tmp_path, "train", name)
