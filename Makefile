@@ -6,7 +6,7 @@ OCRKIT := $(VENV)/bin/ocrkit
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: setup test test-all lint format demo clean
+.PHONY: setup test lint format demo clean
 
 # torch first and pinned: this machine has its CPU wheel; an unpinned torch pulls CUDA builds.
 $(STAMP): pyproject.toml
@@ -19,9 +19,6 @@ setup: $(STAMP)
 
 test: setup
 	$(PY) -m pytest -q
-
-test-all: setup
-	$(PY) -m pytest -q -m ""
 
 # CI's guard rails (.ci/run): lint, formatting, types and the import contracts in pyproject.toml.
 lint: setup
