@@ -45,7 +45,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError:  # random bytes, or objects weights_only refuses to build
         raise InputError(path, "not an ocrkit checkpoint: not a file of tensors and plain data") from None
     except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise InputError(path, f"not a readable checkpoint ({exc.__class__.__name__})") from None
+        raise InputError(path, f"not an ocrkit checkpoint: unreadable ({exc.__class__.__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(path, "not an ocrkit checkpoint")
     missing = [key for key in REQUIRED_KEYS if key not in state]
