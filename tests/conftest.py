@@ -18,8 +18,66 @@ if TYPE_CHECKING:
     from ocrkit.core.config import OcrkitConfig
     from ocrkit.core.engine.precision import PrecisionPolicy
     from ocrkit.core.engine.trainer import Trainer
+    from ocrkit.core.store.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- tiny `ocrkit` runs from the CLI
+
+
+def set_args(*settings: str) -> list[str]:
+    """``--set key=value`` flags for an ``ocrkit`` command line."""
+    return [arg for setting in settings for arg in ("--set", setting)]
+
+
+MODEL_W4 = ("model.base_width=4", "model.inner_channels=16", "model.head_channels=4")
+MODEL_W8 = ("model.base_width=8", "model.inner_channels=32", "model.head_channels=8")
+# a width-4 model on 64x64 crops, batch 4, nothing written but metrics.csv and checkpoints
+TINY_TRAIN_W4 = set_args(
+    *MODEL_W4,
+    "data.train_size=[64,64]",
+    "data.eval_size=[128,160]",
+    "data.num_workers=0",
+    "train.batch_size=4",
+    "train.overlays=0",
+    "log.tensorboard=false",
+)
+# a width-8 model on 96x96 crops (enough to detect something after a short overfit)
+TINY_TRAIN_W8 = set_args(
+    *MODEL_W8,
+    "data.train_size=[96,96]",
+    "data.eval_size=[128,160]",
+    "data.num_workers=0",
+    "train.eval_batch_size=2",
+)
+
+
+# ---------------------------------------------------------------- stores and images the tests make
+
+
+def new_store(root: Path, **kw) -> Store:
+    """A store of ocrkit's data kinds with synchronous writes unless asked: a read right after a
+    write sees it."""
+    from ocrkit.core.data.kinds import KIND_VERSIONS
+    from ocrkit.core.store.store import Store
+
+    return Store(
+        root,
+        size_limit_bytes=kw.pop("limit", 10**9),
+        kinds=kw.pop("kinds", KIND_VERSIONS),
+        flush_every=kw.pop("flush_every", 1),
+        write_behind=kw.pop("write_behind", False),
+        **kw,
+    )
+
+
+def write_image(path: Path, seed: int, size=(96, 128)) -> Path:
+    """A random RGB PNG at ``path``."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+    return path
 
 
 def sample_dir() -> Path:

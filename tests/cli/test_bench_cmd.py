@@ -6,6 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from conftest import TINY_TRAIN_W4
 from ocrkit.cli.app import app
 from ocrkit.core.data.synth import generate_synthetic
 
@@ -16,26 +17,7 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-TINY = [
-    "--set",
-    "model.base_width=4",
-    "--set",
-    "model.inner_channels=16",
-    "--set",
-    "model.head_channels=4",
-    "--set",
-    "data.train_size=[64,64]",
-    "--set",
-    "data.eval_size=[128,160]",
-    "--set",
-    "data.num_workers=0",
-    "--set",
-    "train.batch_size=4",
-    "--set",
-    "train.overlays=0",
-    "--set",
-    "log.tensorboard=false",
-]
+TINY = TINY_TRAIN_W4
 
 
 def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp_path):

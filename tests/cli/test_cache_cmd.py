@@ -9,30 +9,21 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
+from conftest import MODEL_W8, set_args
 from ocrkit.cli.app import app
 from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.store.store import Store
 
 runner = CliRunner()
-TINY = [
-    "--set",
-    "model.base_width=8",
-    "--set",
-    "model.inner_channels=32",
-    "--set",
-    "model.head_channels=8",
-    "--set",
+TINY = set_args(
+    *MODEL_W8,
     "data.train_size=[64,64]",
-    "--set",
     "data.eval_size=[96,128]",
-    "--set",
     "data.num_workers=0",
-    "--set",
     "train.overlays=0",
-    "--set",
     "train.eval_batch_size=2",
-]
+)
 
 
 def run(*args):

@@ -4,23 +4,13 @@ import json
 
 from typer.testing import CliRunner
 
+from conftest import MODEL_W4, set_args
 from ocrkit.cli.app import app
 from ocrkit.core.bench import doctor
 from ocrkit.core.bench.doctor import SECTIONS
 
 runner = CliRunner()
-TINY = [
-    "--set",
-    "model.base_width=4",
-    "--set",
-    "model.inner_channels=16",
-    "--set",
-    "model.head_channels=4",
-    "--set",
-    "data.train_size=[64,64]",
-    "--set",
-    "train.batch_size=2",
-]
+TINY = set_args(*MODEL_W4, "data.train_size=[64,64]", "train.batch_size=2")
 
 
 def doctor_json(*extra):

@@ -10,28 +10,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
+from conftest import TINY_TRAIN_W8, set_args
 from ocrkit.cli.app import app
 
 runner = CliRunner()
 
-TINY = [
-    "--set",
-    "model.base_width=8",
-    "--set",
-    "model.inner_channels=32",
-    "--set",
-    "model.head_channels=8",
-    "--set",
-    "data.train_size=[96,96]",
-    "--set",
-    "data.eval_size=[128,160]",
-    "--set",
-    "data.num_workers=0",
-    "--set",
-    "train.overlays=1",
-    "--set",
-    "train.eval_batch_size=2",
-]
+TINY = [*TINY_TRAIN_W8, *set_args("train.overlays=1")]
 
 
 def run(*args):

@@ -5,42 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import random_quad
+from conftest import new_store, random_quad, write_image
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.cached import ImageLayer, MapsLayer, TensorLayer, produce_maps
 from ocrkit.core.data.dataset import TrainDataset, build_train_loader
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.image import eval_content
-from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.inference import prepared_batches
-from ocrkit.core.store.store import Store
-
-
-def new_store(root: Path, **kw) -> Store:
-    """Synchronous writes unless asked: a read right after a write sees it."""
-    return Store(
-        root,
-        size_limit_bytes=kw.pop("limit", 10**9),
-        kinds=kw.pop("kinds", KIND_VERSIONS),
-        flush_every=kw.pop("flush_every", 1),
-        write_behind=kw.pop("write_behind", False),
-        **kw,
-    )
-
-
-def write_image(path: Path, seed: int, size=(96, 128)) -> Path:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from conftest import random_quad
+from conftest import new_store, random_quad
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data import store_size
 from ocrkit.core.data.cached import ImageLayer, MapsLayer, TensorLayer
-from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.store_size import estimate_store_bytes
 from ocrkit.core.store.store import Store
@@ -48,10 +47,6 @@ def stored_array_bytes(store: Store, kind: str) -> int:
             header = json.loads(bytes(blob[16 : 16 + head_len]))
             total += sum(spec["nbytes"] for spec in header["arrays"])
     return total
-
-
-def new_store(root: Path) -> Store:
-    return Store(root, size_limit_bytes=10**9, kinds=KIND_VERSIONS, flush_every=1, write_behind=False)
 
 
 def test_eval_tensors_are_counted_as_uint8_content_not_float32_or_padded(tmp_path):

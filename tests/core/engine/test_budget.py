@@ -6,6 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import TINY_TRAIN_W4, set_args
 from ocrkit.cli.app import app
 from ocrkit.core.engine.budget import BudgetCosts, epoch_events, plan_total_steps, scaled_warmup, time_needed
 
@@ -57,30 +58,7 @@ def test_warm_up_keeps_its_share_of_the_schedule():
 # ------------------------------------------------------------------ end to end
 
 runner = CliRunner()
-TINY = [
-    "--set",
-    "model.base_width=4",
-    "--set",
-    "model.inner_channels=16",
-    "--set",
-    "model.head_channels=4",
-    "--set",
-    "data.train_size=[64,64]",
-    "--set",
-    "data.eval_size=[128,160]",
-    "--set",
-    "data.num_workers=0",
-    "--set",
-    "train.batch_size=4",
-    "--set",
-    "train.overlays=0",
-    "--set",
-    "log.tensorboard=false",
-    "--set",
-    "train.time_plan_steps=3",
-    "--set",
-    "train.warmup_steps=10",
-]
+TINY = [*TINY_TRAIN_W4, *set_args("train.time_plan_steps=3", "train.warmup_steps=10")]
 
 
 def train(synth, tmp_path, *extra):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import TINY_TRAIN_W4, set_args
 from ocrkit.cli.app import app
 from ocrkit.core.config import ModelConfig
 from ocrkit.core.engine import probe as probe_module
@@ -155,28 +156,7 @@ def test_the_real_step_timer_times_a_tiny_model_and_leaves_the_rng_alone():
 # ------------------------------------------------------------------ end to end
 
 runner = CliRunner()
-TINY = [
-    "--set",
-    "model.base_width=4",
-    "--set",
-    "model.inner_channels=16",
-    "--set",
-    "model.head_channels=4",
-    "--set",
-    "data.train_size=[64,64]",
-    "--set",
-    "data.eval_size=[128,160]",
-    "--set",
-    "data.num_workers=0",
-    "--set",
-    "train.batch_size=4",
-    "--set",
-    "train.overlays=0",
-    "--set",
-    "log.tensorboard=false",
-    "--set",
-    "health.overflow_probe=false",
-]
+TINY = [*TINY_TRAIN_W4, *set_args("health.overflow_probe=false")]
 
 
 def train(synth, tmp_path, *extra):

@@ -10,33 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import new_store, write_image
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.cached import ImageLayer, TensorLayer
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.image import eval_content, load_image
-from ocrkit.core.data.kinds import KIND_VERSIONS
 from ocrkit.core.store.codec import decode, encode
 from ocrkit.core.store.store import Store
-
-
-def new_store(root: Path, **kw) -> Store:
-    """Synchronous writes unless asked: a read right after a write sees it."""
-    return Store(
-        root,
-        size_limit_bytes=kw.pop("limit", 10**9),
-        kinds=kw.pop("kinds", KIND_VERSIONS),
-        flush_every=kw.pop("flush_every", 1),
-        write_behind=kw.pop("write_behind", False),
-        **kw,
-    )
-
-
-def write_image(path: Path, seed: int, size=(96, 128)) -> Path:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
-    return path
-
 
 # ---------------------------------------------------------------- keys change with every input
 
