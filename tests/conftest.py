@@ -10,13 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
+from ocrkit.core.config import AugmentConfig
 from ocrkit.core.data.formats import write_icdar_gt
 
 if TYPE_CHECKING:
     import torch
 
-    from ocrkit.core.config import OcrkitConfig
+    from ocrkit.core.config import DataConfig, OcrkitConfig
     from ocrkit.core.engine.precision import PrecisionPolicy
+    from ocrkit.core.engine.probe import ProbeResult
     from ocrkit.core.engine.trainer import Trainer
     from ocrkit.core.store.store import Store
 
@@ -207,3 +209,60 @@ def make_trainer(synth: Path, tmp_path: Path, *overrides: str) -> Trainer:
     val = load_dataset(str(synth / "val")).samples
     (tmp_path / "run").mkdir(parents=True)
     return Trainer(cfg, tmp_path / "run", TrainData(cfg, samples, val), torch.device("cpu"))
+
+
+# ---------------------------------------------------------------- helpers shared by several test modules
+
+FULL = (1, 3, 320, 320)  # the probe's full-size input in fake probe results
+STRONG_AUGMENT = AugmentConfig(scale=(0.5, 2.0), rotate=30.0, flip=0.5)
+
+
+def run(*args, env=None):
+    """``ocrkit ARGS...`` in-process (typer's CliRunner); numbers and paths are stringified."""
+    from typer.testing import CliRunner
+
+    from ocrkit.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def fake_probe(device_type="cpu", bf16_supported=False, **seconds) -> ProbeResult:
+    """A probe result from step times in seconds: ``bf16=0.5`` (full), or an Exception instance."""
+    from ocrkit.core.engine.probe import ModeTiming, ProbeResult
+
+    names = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
+    timings = {}
+    for key, value in seconds.items():
+        mode = names[key]
+        if isinstance(value, Exception):
+            timings[mode] = ModeTiming(mode, error=str(value))
+        else:
+            timings[mode] = ModeTiming(mode, screen_s=value / 10, full_s=value)
+    return ProbeResult(
+        "cuda:0 (Test GPU)" if device_type == "cuda" else "cpu", device_type, FULL, timings, bf16_supported
+    )
+
+
+def data_cfg(train_size=(96, 96), **augment) -> DataConfig:
+    """A data config with strong augmentation (scale 0.5-2, rotate 30, flip 0.5), changed by ``augment``."""
+    from ocrkit.core.config import DataConfig
+
+    return DataConfig(train_size=train_size, augment=STRONG_AUGMENT.model_copy(update=augment))
+
+
+def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+
+
+def care_polygons(s) -> list[np.ndarray]:
+    return [p for p, flag in zip(s.polygons, s.ignore, strict=True) if not flag]

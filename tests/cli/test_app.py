@@ -2,13 +2,9 @@
 
 from typer.testing import CliRunner
 
-from ocrkit.cli.app import app
+from conftest import run
 
 runner = CliRunner()
-
-
-def run(*args, env=None):
-    return runner.invoke(app, [str(a) for a in args], env=env)
 
 
 def test_version():

@@ -5,23 +5,9 @@ import json
 
 from typer.testing import CliRunner
 
-from ocrkit.cli.app import app
+from conftest import assert_one_line_error, run
 
 runner = CliRunner()
-
-
-def run(*args, env=None):
-    return runner.invoke(app, [str(a) for a in args], env=env)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_data_synth_then_maps_check(tmp_path):

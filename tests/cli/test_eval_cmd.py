@@ -7,24 +7,11 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
+from conftest import assert_one_line_error, run
 from ocrkit.cli.app import app
 from ocrkit.core.data.formats import load_icdar_dir, write_predictions
 
 runner = CliRunner()
-
-
-def run(*args, env=None):
-    return runner.invoke(app, [str(a) for a in args], env=env)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_eval_scores_prediction_files(icdar_sample, tmp_path):
@@ -55,8 +42,6 @@ def test_eval_on_made_data_and_errors(tiny_icdar, tmp_path):
 
 def test_eval_scores_the_ema_weights_on_request(synth, tmp_path):
     from typer.testing import CliRunner
-
-    from ocrkit.cli.app import app
 
     runner = CliRunner()
     tiny = [

@@ -3,8 +3,9 @@ and which modes the probe has measured too slow to be worth running."""
 
 import pytest
 
+from conftest import fake_probe as probe
 from ocrkit.core.bench.precision import PrecisionRun, _judge, parse_precisions, too_slow
-from ocrkit.core.engine.probe import SKIP_RATIO, ModeTiming, ProbeResult
+from ocrkit.core.engine.probe import SKIP_RATIO
 from ocrkit.core.errors import OcrkitError
 
 
@@ -63,24 +64,6 @@ def test_precision_list_uses_the_config_aliases(monkeypatch):
     seen = []
     monkeypatch.setattr(bench_precision, "normalize_precision", lambda n: seen.append(n) or normalize_precision(n))
     assert parse_precisions(" bf16 ,32,") == ["32-true", "bf16-mixed"] and seen == ["bf16", "32"]
-
-
-FULL = (1, 3, 320, 320)
-
-
-def probe(device_type="cpu", bf16_supported=False, **seconds) -> ProbeResult:
-    """A probe result from step times in seconds: ``bf16=0.5`` (full), or an Exception instance."""
-    names = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
-    timings = {}
-    for key, value in seconds.items():
-        mode = names[key]
-        if isinstance(value, Exception):
-            timings[mode] = ModeTiming(mode, error=str(value))
-        else:
-            timings[mode] = ModeTiming(mode, screen_s=value / 10, full_s=value)
-    return ProbeResult(
-        "cuda:0 (Test GPU)" if device_type == "cuda" else "cpu", device_type, FULL, timings, bf16_supported
-    )
 
 
 def test_the_bench_skips_modes_measured_far_slower_unless_forced():

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from conftest import random_quad
+from conftest import STRONG_AUGMENT, data_cfg, random_quad
 from ocrkit.core.config import AugmentConfig, DataConfig
 from ocrkit.core.data.augment import build_augmenter, choose_crop
 from ocrkit.core.geometry.maps import polygon_area
@@ -20,11 +20,7 @@ RED = (255, 0, 0)
 GREY = 128
 
 
-STRONG = AugmentConfig(scale=(0.5, 2.0), rotate=30.0, flip=0.5)
-
-
-def data_cfg(train_size=(96, 96), **augment) -> DataConfig:
-    return DataConfig(train_size=train_size, augment=STRONG.model_copy(update=augment))
+STRONG = STRONG_AUGMENT
 
 
 def red_scene(seed: int, h: int = 128, w: int = 160, n: int = 3) -> tuple[np.ndarray, list[np.ndarray]]:

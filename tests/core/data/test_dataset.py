@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_icdar_dir, random_quad
-from ocrkit.core.config import AugmentConfig, DataConfig, MapsConfig
+from conftest import STRONG_AUGMENT, data_cfg, make_icdar_dir, random_quad
+from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.dataset import (
     MAP_KEYS,
     EpochSampler,
@@ -23,11 +23,7 @@ from ocrkit.core.data.dataset import (
 from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.data.image import normalize
 
-STRONG = AugmentConfig(scale=(0.5, 2.0), rotate=30.0, flip=0.5)
-
-
-def data_cfg(train_size=(96, 96), **augment) -> DataConfig:
-    return DataConfig(train_size=train_size, augment=STRONG.model_copy(update=augment))
+STRONG = STRONG_AUGMENT
 
 
 # --- TrainDataset ---------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import sample_dir
+from conftest import care_polygons as _care_polygons
+from conftest import rect, sample_dir
 from ocrkit.core.data.formats import load_icdar_dir, write_icdar_gt, write_predictions
 from ocrkit.core.data.scoring import evaluate_dirs
 from ocrkit.core.errors import InputError
@@ -15,10 +15,6 @@ from ocrkit.core.geometry.metric import DetectionMetrics
 
 SAMPLE_DIR = sample_dir()
 SAMPLE_CARE_BOXES = 21
-
-
-def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
 
 
 GT_BOX = rect(0, 0, 100, 10)  # area 1000: a det rect(0, 0, w, 10) inside it has IoU w / 100
@@ -75,10 +71,6 @@ def sample():
     if not (SAMPLE_DIR / "gts").is_dir():
         pytest.skip(f"ICDAR-2015 sample not found at {SAMPLE_DIR} (set OCRKIT_SAMPLE_DIR)")
     return load_icdar_dir(SAMPLE_DIR).samples
-
-
-def _care_polygons(s) -> list[np.ndarray]:
-    return [p for p, flag in zip(s.polygons, s.ignore, strict=True) if not flag]
 
 
 def test_sample_evaluate_dirs_with_written_prediction_files(sample, tmp_path):

@@ -7,39 +7,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import TINY_TRAIN_W4, set_args
+from conftest import FULL, TINY_TRAIN_W4, set_args
+from conftest import fake_probe as probe
 from ocrkit.cli.app import app
 from ocrkit.core.config import ModelConfig
 from ocrkit.core.engine import probe as probe_module
 from ocrkit.core.engine.probe import (
     SCREEN_SHAPE,
     SKIP_RATIO,
-    ModeTiming,
-    ProbeResult,
     StepTimer,
     candidate_modes,
     decide,
     probe_precisions,
     run_probe,
 )
-
-FULL = (1, 3, 320, 320)
-
-
-def probe(device_type="cpu", bf16_supported=False, **seconds) -> ProbeResult:
-    """A probe result from step times in seconds: ``bf16=0.5`` (full), or an Exception instance."""
-    names = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
-    timings = {}
-    for key, value in seconds.items():
-        mode = names[key]
-        if isinstance(value, Exception):
-            timings[mode] = ModeTiming(mode, error=str(value))
-        else:
-            timings[mode] = ModeTiming(mode, screen_s=value / 10, full_s=value)
-    return ProbeResult(
-        "cuda:0 (Test GPU)" if device_type == "cuda" else "cpu", device_type, FULL, timings, bf16_supported
-    )
-
 
 # ------------------------------------------------------------------ decisions
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import sample_dir
+from conftest import care_polygons as _care_polygons
+from conftest import rect, sample_dir
 from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.geometry.metric import (
     MatchedPair,
@@ -17,10 +18,6 @@ from ocrkit.core.geometry.metric import (
 
 SAMPLE_DIR = sample_dir()
 SAMPLE_CARE_BOXES = 21
-
-
-def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
 
 
 def bow_tie(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -257,10 +254,6 @@ def sample():
 
 def _gt_of(samples) -> dict:
     return {s.stem: (s.polygons, s.ignore) for s in samples}
-
-
-def _care_polygons(s) -> list[np.ndarray]:
-    return [p for p, flag in zip(s.polygons, s.ignore, strict=True) if not flag]
 
 
 def test_sample_gt_as_predictions_scores_perfectly(sample):

@@ -7,11 +7,8 @@ import time
 import numpy as np
 from shapely.geometry import Polygon
 
+from conftest import rect
 from ocrkit.core.geometry.metric import evaluate, evaluate_image
-
-
-def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
 
 
 def _reference_polygon(points: np.ndarray) -> Polygon | None:
