@@ -268,10 +268,17 @@ class TrainConfig(Section):
 
 
 class HealthConfig(Section):
-    """The training-health monitor's verdicts. A non-finite loss always stops the run."""
+    """The training-health monitor's verdicts. A non-finite loss always stops the run; a non-finite
+    gradient stops it where no GradScaler makes overflow routine (``nonfinite_grad``)."""
 
     enabled: bool = True
     action: Literal["stop", "warn"] = Field("stop", description="what a failed check does")
+    nonfinite_grad: Literal["stop", "skip"] = Field(
+        "stop",
+        description="without a GradScaler (32-true, bf16-mixed, 16-mixed with scaler.enabled = false) an inf/NaN "
+        "gradient stops the run at that step (stop) or only skips the step (skip); with a GradScaler it is an "
+        "overflow: always skipped, and the scale goes down",
+    )
     warmup_steps: int = Field(100, ge=0, description="the skip-rate check starts after these steps")
     window: int = Field(100, ge=1, description="steps in the rolling skip-rate window")
     max_skip_rate: float = Field(0.05, ge=0, le=1)

@@ -7,7 +7,10 @@ optimizer step (before any EMA update could hide a frozen model). Checks, each c
 a floor, zero parameter movement for N consecutive steps, and, once at start, an overflow probe
 that plants an inf gradient and requires the step to be skipped, which catches a loop that
 sanitizes gradients (nan_to_num, clamp) before the scaler can see them. A non-finite loss is not
-a check: the trainer stops on it at once.
+a check: the trainer stops on it at once, and on a non-finite gradient where no GradScaler makes
+overflow routine (``health.nonfinite_grad``), and refuses to write a checkpoint of non-finite
+weights. Each stop's one-line message names the step, the loss terms, the precision state and the
+diagnostic file.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.config import HealthConfig
 from ocrkit.core.engine.checkpoint import save_checkpoint
-from ocrkit.core.engine.precision import PrecisionPolicy, total_norm
+from ocrkit.core.engine.precision import PrecisionPolicy, StepOutcome, total_norm
 from ocrkit.core.errors import OcrkitError
 
 
@@ -273,6 +276,12 @@ class HealthGuard:
                 warnings.append(f"warning: step {step}: {message}")
         return warnings
 
+    def precision_state(self, scale: float, grad_norm: float | None = None) -> str:
+        """``precision 16-mixed, loss scale 65536[, grad norm nan]``: the numbers a stop names."""
+        scaling = f"loss scale {scale:g}" if self.uses_scaler else "no loss scaling"
+        norm = f", grad norm {grad_norm:.4g}" if grad_norm is not None else ""
+        return f"precision {self.precision}, {scaling}{norm}"
+
     def stop_on_nonfinite_loss(
         self,
         step: int,
@@ -282,11 +291,14 @@ class HealthGuard:
         lr: float,
         scale: float,
         model: torch.nn.Module,
+        poisoned: list[str] | None = None,
     ) -> NoReturn:
-        """Save the untouched weights and the batch beside a diagnostic, and stop."""
+        """Save the untouched weights and the batch beside a diagnostic, and stop. ``poisoned``:
+        the samples whose input (image or maps) already held inf/NaN."""
         values = {k: float(v.detach()) for k, v in terms.items()}
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-        info = {"loss_terms": values, "lr": lr, "scale": scale, "samples": stems}
+        poisoned = poisoned or []
+        info = {"loss_terms": values, "lr": lr, "scale": scale, "samples": stems, "nonfinite_input": poisoned}
         path = self.write_diagnostic("nonfinite_loss", step, info)
         save_checkpoint(
             path.with_suffix(".pt"),
@@ -297,10 +309,66 @@ class HealthGuard:
             },
         )
         self.monitor.reported.append(f"step {step}: non-finite loss ({shown})")
+        if poisoned:
+            where = f"non-finite values in the input of samples {_first(poisoned)}"
+            advice = "check or remove those samples (a NaN in the data, not a training problem)"
+        else:
+            where = f"samples {_first(stems)}"
+            advice = "lower train.lr, set train.grad_clip, or use bf16-mixed instead of 16-mixed"
         raise HealthStop(
-            f"non-finite loss at step {step} ({shown}); samples {', '.join(stems[:8])}; "
-            f"diagnostic saved to {path} and {path.with_suffix('.pt').name}; "
-            "lower train.lr, set train.grad_clip, or use bf16-mixed instead of 16-mixed"
+            f"non-finite loss at step {step} ({shown}; {self.precision_state(scale)}); {where}; "
+            f"diagnostic saved to {path} and {path.with_suffix('.pt').name}; {advice}"
+        )
+
+    def stop_on_nonfinite_grad(
+        self,
+        step: int,
+        losses: dict[str, float],
+        batches: list[dict[str, torch.Tensor]],
+        stems: list[str],
+        lr: float,
+        outcome: StepOutcome,
+        params: list[str],
+        model: torch.nn.Module,
+    ) -> NoReturn:
+        """Without a GradScaler an inf/NaN gradient is not an overflow to skip but a fault: save
+        the (not updated) weights and the step's batches beside a diagnostic, and stop."""
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        state = self.precision_state(outcome.scale, outcome.grad_norm)
+        info = {
+            "loss_terms": losses,
+            "lr": lr,
+            "scale": outcome.scale,
+            "grad_norm": outcome.grad_norm,
+            "nonfinite_params": params,
+            "samples": stems,
+        }
+        path = self.write_diagnostic("nonfinite_grad", step, info)
+        save_checkpoint(
+            path.with_suffix(".pt"),
+            {
+                "model": model.state_dict(),
+                "batches": [{k: v.cpu() for k, v in batch.items()} for batch in batches],
+                **info,
+            },
+        )
+        self.monitor.reported.append(f"step {step}: non-finite gradient ({state})")
+        raise HealthStop(
+            f"non-finite gradient at step {step} ({state}; in {_first(params, 3)}); "
+            f"loss terms {shown}; samples {_first(stems)}; the step was not applied; "
+            f"diagnostic saved to {path} and {path.with_suffix('.pt').name}; lower train.lr or check the "
+            'named samples; health.nonfinite_grad = "skip" skips such steps instead'
+        )
+
+    def stop_on_nonfinite_weights(self, step: int, checkpoint: str, tensors: list[str], scale: float) -> NoReturn:
+        """Refuse to write a checkpoint of inf/NaN weights: the previous one stays as it was."""
+        info = {"checkpoint": checkpoint, "nonfinite_tensors": tensors}
+        path = self.write_diagnostic("nonfinite_weights", step, info)
+        self.monitor.reported.append(f"step {step}: non-finite weights, {checkpoint} not written")
+        raise HealthStop(
+            f"non-finite weights at step {step} ({self.precision_state(scale)}; in {_first(tensors, 3)}): "
+            f"{checkpoint} was not written and the one before stays as it was; "
+            f"diagnostic saved to {path}"
         )
 
     def write_diagnostic(self, kind: str, step: int, info: dict) -> Path:
@@ -354,3 +422,9 @@ class HealthGuard:
 
     def summary(self) -> HealthSummary:
         return self.monitor.summary()
+
+
+def _first(names: list[str], n: int = 8) -> str:
+    """At most ``n`` names, then how many more."""
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more if names else "(none)"

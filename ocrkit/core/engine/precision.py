@@ -5,7 +5,9 @@ scaler.scale(loss / N).backward(); then, once per optimizer step: unscale_ → g
 UNSCALED gradients → clip → scaler.step → scaler.update. Gradients are never touched before the
 scaler has seen them, so an overflow always reaches it and the step is skipped (the scale goes
 down) instead of being hidden; the caller does not advance the LR schedule on a skipped step.
-Without a scaler (32-true, bf16-mixed) a non-finite gradient norm skips the step the same way.
+Without a scaler (32-true, bf16-mixed) a non-finite gradient norm skips the step the same way and
+the outcome names the parameters whose gradients were not finite; the trainer then stops the run
+(``health.nonfinite_grad``), since without loss scaling an inf/NaN gradient is never routine.
 Losses are computed in float32 by the loss module whatever autocast does.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -27,6 +29,9 @@ class StepOutcome:
     grad_norm: float  # unscaled, before clipping; inf/nan when the step overflowed
     stepped: bool  # False when the scaler skipped the step (inf/nan gradients)
     scale: float  # loss scale after update (1.0 without a scaler)
+    # without a scaler, when the step was skipped: the positions (in the parameters given to
+    # step()) of those whose gradient holds inf/NaN; found only then, so a healthy step costs nothing
+    nonfinite: list[int] = field(default_factory=list)
 
 
 class PrecisionPolicy:
@@ -67,14 +72,16 @@ class PrecisionPolicy:
     def step(
         self, optimizer: torch.optim.Optimizer, params: Iterable[torch.nn.Parameter], clip: float | None
     ) -> StepOutcome:
-        params = [p for p in params if p.grad is not None]
+        given = list(params)
+        params = [p for p in given if p.grad is not None]
         if self.scaler is None:
             norm = _grad_norm(params, clip)
             finite = bool(torch.isfinite(norm))
+            nonfinite = [] if finite else _nonfinite_grads(given)
             if finite:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            return StepOutcome(float(norm), finite, 1.0)
+            return StepOutcome(float(norm), finite, 1.0, nonfinite)
         self.scaler.unscale_(optimizer)
         norm = _grad_norm(params, clip)
         scale_before = self.scaler.get_scale()
@@ -98,6 +105,11 @@ def _grad_norm(params: list[torch.nn.Parameter], clip: float | None) -> torch.Te
     if not params:
         return torch.tensor(0.0)
     return total_norm([p.grad.float() for p in params if p.grad is not None])  # step() kept only these
+
+
+def _nonfinite_grads(params: list[torch.nn.Parameter]) -> list[int]:
+    """Positions of the parameters whose gradient holds inf or NaN (on the failure path only)."""
+    return [i for i, p in enumerate(params) if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
 
 
 def total_norm(tensors: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:

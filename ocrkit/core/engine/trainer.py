@@ -9,7 +9,10 @@ micro-batches and a pause only happens between optimizer steps.
 
 Health (engine/health.py): every step's scale, skip, unscaled grad norm and raw-model update
 are recorded before the EMA is touched; a non-finite loss stops the run at once with a
-diagnostic file; the monitor's other checks stop or warn per ``health.action``.
+diagnostic file, and so does a non-finite gradient without a GradScaler (``health.nonfinite_grad``;
+with one it is an overflow: the step is skipped and the scale goes down); the monitor's other
+checks stop or warn per ``health.action``. A checkpoint is never written from non-finite weights:
+the last good ``last.pt``/``best.pt`` stay as they were.
 
 Several processes (distributed training) would differ from one process in three places only:
 the data's ``Shard`` (which samples this rank trains on), ``build_callbacks(main_process=...)``
@@ -233,6 +236,8 @@ class Trainer:
             self.callbacks.stage("backward")
         self.update_probe.before_step()
         outcome = self.policy.step(self.optimizer, self.model.parameters(), self.cfg.train.grad_clip)
+        if outcome.nonfinite and self.cfg.health.nonfinite_grad == "stop":  # no scaler: never routine
+            self._stop_on_nonfinite_grad(totals, micro_batches, lr, outcome)
         update_ratio = self.update_probe.after_step()  # raw model, before the EMA moves
         self.state.step += 1
         images = sum(b["image"].shape[0] for b in micro_batches)
@@ -423,6 +428,7 @@ class Trainer:
     def save(self, name: str) -> Path:
         """Write ``<run>/<name>`` atomically (the one place checkpoints are written)."""
         start = time.perf_counter()
+        self._refuse_nonfinite_weights(name)
         self.state.elapsed_s = self.elapsed_s()
         path = save_checkpoint(self.run_dir / name, self.state_dict())
         self.checkpoint_s = time.perf_counter() - start
@@ -439,6 +445,52 @@ class Trainer:
         for line in lines:
             self.say(line)
 
+    def _stems(self, batch: Batch) -> list[str]:
+        return [self.data.dataset.samples[int(i)].stem for i in batch["index"].tolist()] if "index" in batch else []
+
     def _stop_on_nonfinite_loss(self, terms: dict[str, torch.Tensor], batch: Batch, lr: float) -> None:
-        stems = [self.data.dataset.samples[int(i)].stem for i in batch["index"].tolist()] if "index" in batch else []
-        self.guard.stop_on_nonfinite_loss(self.state.step + 1, terms, batch, stems, lr, self.policy.scale, self.model)
+        stems = self._stems(batch)
+        # which samples brought inf/NaN in (a corrupt image or label map), looked at only now
+        poisoned = [
+            stem
+            for i, stem in enumerate(stems)
+            if any(
+                v.is_floating_point() and v.dim() and not bool(torch.isfinite(v[i]).all())
+                for v in batch.values()
+                if isinstance(v, torch.Tensor) and v.shape[:1] == (len(stems),)
+            )
+        ]
+        self.guard.stop_on_nonfinite_loss(
+            self.state.step + 1, terms, batch, stems, lr, self.policy.scale, self.model, poisoned
+        )
+
+    def _stop_on_nonfinite_grad(
+        self, losses: dict[str, float], micro_batches: list[Batch], lr: float, outcome: StepOutcome
+    ) -> None:
+        names = [name for name, _ in self.model.named_parameters()]  # the order step() was given
+        self.guard.stop_on_nonfinite_grad(
+            self.state.step + 1,
+            losses,
+            micro_batches,
+            [stem for batch in micro_batches for stem in self._stems(batch)],
+            lr,
+            outcome,
+            [names[i] for i in outcome.nonfinite],
+            self.model,
+        )
+
+    def _refuse_nonfinite_weights(self, name: str) -> None:
+        """Stop rather than write a checkpoint of inf/NaN weights over the last good one."""
+        modules = {"": self.model, **({"ema.": self.ema.module} if self.ema is not None else {})}
+        tensors = [
+            (prefix + key, value)
+            for prefix, module in modules.items()
+            for key, value in module.state_dict().items()
+            if value.is_floating_point()
+        ]
+        if not tensors:
+            return
+        finite = torch.stack([torch.isfinite(value).all() for _, value in tensors]).tolist()  # one sync
+        bad = [key for (key, _), ok in zip(tensors, finite, strict=True) if not ok]
+        if bad:
+            self.guard.stop_on_nonfinite_weights(self.state.step, name, bad, self.policy.scale)

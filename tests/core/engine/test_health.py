@@ -125,7 +125,14 @@ def test_trainer_stops_when_a_gradient_hook_masks_overflow(synth, tmp_path):
 
 
 def test_trainer_stops_when_every_step_is_skipped_and_names_the_cause(synth, tmp_path):
-    trainer = make_trainer(synth, tmp_path, "train.epochs=20", "health.frozen_steps=4", "health.overflow_probe=false")
+    trainer = make_trainer(
+        synth,
+        tmp_path,
+        "train.epochs=20",
+        "health.frozen_steps=4",
+        "health.overflow_probe=false",
+        "health.nonfinite_grad=skip",  # 32-true: a non-finite gradient would stop at once
+    )
     trainer.model.prob_head.layers[0].weight.register_hook(lambda g: g * math.inf)  # every gradient overflows
     with pytest.raises(HealthStop, match="every step was skipped") as info:
         trainer.fit()
@@ -138,7 +145,13 @@ def test_trainer_stops_when_every_step_is_skipped_and_names_the_cause(synth, tmp
 
 def test_warn_action_keeps_training_and_reports_the_problem(synth, tmp_path):
     trainer = make_trainer(
-        synth, tmp_path, "train.epochs=3", "health.frozen_steps=2", "health.action=warn", "health.overflow_probe=false"
+        synth,
+        tmp_path,
+        "train.epochs=3",
+        "health.frozen_steps=2",
+        "health.action=warn",
+        "health.overflow_probe=false",
+        "health.nonfinite_grad=skip",
     )
     trainer.model.prob_head.layers[0].weight.register_hook(lambda g: g * math.inf)
     result = trainer.fit()
