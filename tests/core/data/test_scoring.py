@@ -84,3 +84,40 @@ def test_sample_evaluate_dirs_with_written_prediction_files(sample, tmp_path):
     assert isinstance(metrics, DetectionMetrics) and metrics.images == len(sample)
     assert metrics.matched == expected and metrics.det_care == expected
     assert metrics.recall == expected / SAMPLE_CARE_BOXES and metrics.precision == 1.0
+
+
+# --- the rules for the two folders -----------------------------------------------------------------
+
+
+def test_misnamed_prediction_files_and_an_empty_prediction_folder_are_named(tmp_path):
+    _write_synthetic_gt(tmp_path / "gts")
+    preds = tmp_path / "preds"
+    write_predictions(preds / "a.txt", [GT_BOX])  # res_ forgotten
+    (preds / "metrics.json").write_text("{}")  # an eval run's own files are left alone
+    (preds / "overlays").mkdir()
+    with pytest.warns(UserWarning) as record:
+        metrics = evaluate_dirs(tmp_path / "gts", preds)
+    assert metrics.det_care == 0
+    assert sorted(str(w.message) for w in record) == [
+        f"{preds}: 1 .txt file(s) not read, not named res_<stem>.txt: a.txt",
+        f"{preds}: no res_<stem>.txt files: every image is scored as without detections",
+    ]
+
+
+def test_skip_bad_leaves_out_the_images_whose_files_are_bad(tmp_path):
+    _write_synthetic_gt(tmp_path / "gts")
+    write_icdar_gt(tmp_path / "gts" / "gt_c.txt", [rect(0, 0, 50, 20)], ["C"], [False])
+    (tmp_path / "gts" / "gt_c.txt").write_text("0,0,50,0,50,20,0,C\n")  # 7 coordinates
+    preds = tmp_path / "preds"
+    write_predictions(preds / "res_a.txt", [GT_BOX], [0.9])
+    (preds / "res_b.txt").write_text("0,0,50,0,50,20,x\n")
+    write_predictions(preds / "res_zzz.txt", [GT_BOX])
+    with pytest.raises(InputError, match=r"res_b.txt:1: field 7"):
+        evaluate_dirs(tmp_path / "gts", preds)
+    with pytest.warns(UserWarning) as record:
+        metrics = evaluate_dirs(tmp_path / "gts", preds, skip_bad=True)
+    messages = [str(w.message) for w in record]
+    assert [m.split(": ")[1].rsplit("/", 1)[-1] for m in messages[:3]] == ["res_b.txt:1", "gt_c.txt:1", "res_zzz.txt"]
+    assert all(m.startswith("skipping bad sample: ") for m in messages[:3])
+    assert messages[-1] == f"{preds}: skipped 3 bad sample(s)"
+    assert set(metrics.per_image) == {"a"} and metrics.matched == 1
