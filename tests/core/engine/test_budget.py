@@ -82,7 +82,7 @@ def train(synth, tmp_path, *extra):
 
 
 def test_a_budget_stops_a_long_run_after_validating_and_checkpointing(synth, tmp_path):
-    result = train(synth, tmp_path, "--epochs", 100000, "--time-limit", 0.1, "--name", "budget")
+    result = train(synth, tmp_path, "--epochs", 100000, "--time-limit", 0.25, "--name", "budget")
     assert result.exit_code == 0, result.output
     state = torch.load(tmp_path / "train" / "budget" / "last.pt", weights_only=False)
     train_state = state["train_state"]
@@ -98,7 +98,7 @@ def test_a_budget_stops_a_long_run_after_validating_and_checkpointing(synth, tmp
 
 def test_a_resumed_run_keeps_the_budget_plan(synth, tmp_path):
     first = train(
-        synth, tmp_path, "--epochs", 100000, "--time-limit", 0.2, "--name", "split", "--set", "train.stop_at_step=5"
+        synth, tmp_path, "--epochs", 100000, "--time-limit", 2, "--name", "split", "--set", "train.stop_at_step=5"
     )
     assert first.exit_code == 0, first.output
     run_dir = tmp_path / "train" / "split"
