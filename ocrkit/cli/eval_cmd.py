@@ -17,6 +17,7 @@ from ocrkit.cli.common import (
     err_console,
     flag_values,
     out_console,
+    resolve_config,
 )
 from ocrkit.core.errors import OcrkitError
 
@@ -70,7 +71,8 @@ def eval_command(
             raise OcrkitError("give --checkpoint (and --data), or --gt-dir and --pred-dir to score files")
         from ocrkit.core.data.scoring import evaluate_dirs  # shapely, no model: neither torch nor numba
 
-        print_metrics(evaluate_dirs(gt_dir, pred_dir), json_out, title=f"{pred_dir} vs {gt_dir}")
+        skip = resolve_config(config, set_, data__skip_bad=skip_bad).data.skip_bad
+        print_metrics(evaluate_dirs(gt_dir, pred_dir, skip), json_out, title=f"{pred_dir} vs {gt_dir}")
         return
     from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference  # torch: only here
 

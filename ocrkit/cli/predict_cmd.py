@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ocrkit.cli.common import ConfigOption, SetOption, WeightsOption, flag_values, out_console
+from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, WeightsOption, flag_values, out_console
 
 
 def predict_command(
@@ -16,6 +16,7 @@ def predict_command(
     out: Annotated[Path | None, typer.Option(help="Output dir (default runs/predict/<name>).")] = None,
     name: Annotated[str, typer.Option(help="Run name when --out is not given.")] = "exp",
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    skip_bad: SkipBadOption = None,
     config: ConfigOption = None,
     weights: WeightsOption = "raw",
     set_: SetOption = None,
@@ -23,7 +24,8 @@ def predict_command(
     """Detect text: boxes as JSON and ICDAR txt (original image coordinates), and overlay PNGs."""
     from ocrkit.core.engine.eval_job import load_for_inference, predict_images  # torch: only here
 
-    loaded = load_for_inference(checkpoint, config, set_, flag_values(train__device=device), weights)
+    flags = flag_values(train__device=device, data__skip_bad=skip_bad)
+    loaded = load_for_inference(checkpoint, config, set_, flags, weights)
     predictions, out_dir = predict_images(loaded, images, out, name, progress=True)
     for prediction in predictions:
         out_console.print(f"{prediction.path}: {len(prediction.detections)} text regions")

@@ -116,3 +116,16 @@ def test_eval_scores_the_ema_weights_on_request(synth, tmp_path):
         ],
     )
     assert result.exit_code != 0 and "no EMA weights" in result.output and "Traceback" not in result.output
+
+
+def test_eval_files_skip_bad(tiny_icdar, tmp_path):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    (preds / "res_img_0.txt").write_text("1,2,3,4,x\n")
+    write_predictions(preds / "res_img_1.txt", [np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.float32)])
+    assert_one_line_error(run("eval", "--gt-dir", tiny_icdar, "--pred-dir", preds), "res_img_0.txt:1: field 5")
+    for flag in (["--skip-bad"], ["--set", "data.skip_bad=true"]):
+        result = run("eval", "--gt-dir", tiny_icdar, "--pred-dir", preds, "--json", *flag)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["images"] == 2  # img_1 and img_2
+        assert "skipping bad sample: " in result.stderr and f"{preds}: skipped 1 bad sample(s)" in result.stderr

@@ -644,6 +644,45 @@ def _one_image_per_stem(ordered: list[InputError | Pending]) -> list[InputError 
     return checked
 
 
+def load_image_paths(inputs: Sequence[str | Path], skip_bad: bool = False) -> list[Path]:
+    """The images ``ocrkit predict`` reads: files as given and the image files of folders (by
+    suffix; other files noted), each checked (data/image.py) and one per stem (the outputs are
+    named by it). Errors, ``skip_bad`` and warnings as in ``load_dataset``."""
+    from ocrkit.core.data.image import check_images  # Pillow: only where images are read
+
+    notices = Notices()
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        paths += image_files(item, notices) if item.is_dir() else [item]
+    groups = _stem_groups(paths)
+    ordered: list[InputError | Path] = []
+    for path in paths:
+        group = groups[path.stem]
+        if len(group) == 1:
+            ordered.append(path)
+        elif path == group[0]:
+            ordered.append(same_stem_error(group))
+    candidates = [entry for entry in ordered if isinstance(entry, Path)]
+    checked = iter(check_images(candidates))
+    good: list[Path] = []
+    skipped: list[str] = []
+    for entry in ordered:
+        try:
+            if isinstance(entry, InputError):
+                raise entry
+            result = next(checked)
+            if isinstance(result, InputError):
+                raise result
+        except InputError as err:
+            skip_or_raise(err, skip_bad, skipped)
+            continue
+        good.append(entry)
+    notices.warn(stacklevel=2)
+    if skip_bad and skipped:
+        warnings.warn(f"skipped {len(skipped)} bad image(s)", stacklevel=2)
+    return good
+
+
 def load_dataset(path: str | Path, skip_bad: bool = False) -> LoadedData:
     """Load an ICDAR directory or a JSON annotation file, whichever ``path`` is; warn about what
     was accepted as given and, under ``skip_bad``, about each bad sample and their count."""

@@ -14,7 +14,7 @@ import torch
 
 from ocrkit.core.config import OcrkitConfig, load_config
 from ocrkit.core.data.cached import open_data_store
-from ocrkit.core.data.formats import IMAGE_SUFFIXES, load_dataset
+from ocrkit.core.data.formats import load_dataset, load_image_paths
 from ocrkit.core.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights
 from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.inference import ImagePrediction, evaluate_model, predict_files
@@ -75,14 +75,10 @@ def evaluate_checkpoint(
     return metrics, out
 
 
-def expand_images(inputs: list[Path]) -> list[Path]:
-    """Image files as given; directories contribute their image files (sorted)."""
-    paths: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            paths.append(item)
+def expand_images(inputs: list[Path], skip_bad: bool = False) -> list[Path]:
+    """Image files as given; directories contribute their image files (sorted); every image is
+    checked before the model runs (``load_image_paths``)."""
+    paths = load_image_paths(inputs, skip_bad)
     if not paths:
         raise OcrkitError("no images to predict on")
     return paths
@@ -92,10 +88,11 @@ def predict_images(
     loaded: LoadedModel, images: list[Path], out_dir: Path | None, name: str = "exp", progress: bool = False
 ) -> tuple[list[ImagePrediction], Path]:
     cfg = loaded.cfg
+    paths = expand_images(images, cfg.data.skip_bad)
     out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "predict", name)
     predictions = predict_files(
         loaded.model,
-        expand_images(images),
+        paths,
         cfg.data,
         cfg.postprocess,
         loaded.device,
