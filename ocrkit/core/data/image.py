@@ -6,6 +6,8 @@ bad file stops a command at once instead of hours into a training run):
 
 - a regular, non-empty file that Pillow recognises as an image (by its bytes: a PNG named ``.jpg``
   is read as the PNG it is);
+- 8 bits a channel (grey, palette, RGB, RGBA, CMYK, ...): 16- and 32-bit grey would turn white
+  in the conversion to RGB, so they are refused;
 - at most ``MAX_SIDE`` pixels a side and ``MAX_PIXELS`` pixels in all (Pillow's own
   decompression-bomb threshold), checked from the header before anything is decoded;
 - complete: its compressed data is read to the end (PNG: every chunk and its CRC; JPEG: decoded at
@@ -41,6 +43,9 @@ MAX_SIDE = 20_000  # pixels a side
 MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb warning threshold (Image.MAX_IMAGE_PIXELS)
 
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+# Modes whose conversion to RGB keeps the picture. 16-bit and 32-bit grey (I;16, I, F) would be
+# clipped at 255 (a 16-bit scan turns white), so they are refused rather than changed silently.
+_EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 # Image.open may warn (DecompressionBombWarning) before ocrkit's own limit refuses the image with
 # an error; the warning is silenced for that call only, under a lock so that the filter change is
 # not interleaved with another thread's.
@@ -79,6 +84,10 @@ def _opened(path: Path):
     except Exception as exc:  # noqa: BLE001  (any failure of a decoder on a file is the file's fault)
         raise InputError(path, f"cannot decode image ({_describe(exc)})") from None
     with im:
+        if im.mode not in _EIGHT_BIT_MODES:
+            raise InputError(
+                path, f"{im.mode} pixels (more than 8 bits a channel): ocrkit reads 8-bit images, convert it first"
+            )
         w, h = im.size
         if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
             raise InputError(

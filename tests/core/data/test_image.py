@@ -94,6 +94,7 @@ ALL = ("check", "load", "size")
         (lambda p: p.write_bytes(_with_ihdr_size(_png(p), 30_000, 10)), "image is 30000x10 pixels", ALL),
         (lambda p: p.write_bytes(_with_ihdr_size(_png(p), 10_000, 9_000)), "image is 10000x9000 pixels", ALL),
         (lambda p: p.write_bytes(_with_ihdr_size(_png(p), 19_000, 19_000)), "image too large", ALL),  # PIL's bomb error
+        (lambda p: Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(p), "I;16 pixels (more than 8 bits", ALL),
     ],
 )
 def test_bad_image_files_are_one_line_errors(tmp_path, make, fragment, readers):
