@@ -8,6 +8,9 @@ command-line flags and ``--set a.b=value``. Each component takes only its own se
 from __future__ import annotations
 
 import contextvars
+import json
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -16,10 +19,11 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from ocrkit.core.atomic import write_text_atomic
 from ocrkit.core.errors import ConfigError
@@ -136,7 +140,7 @@ class MapsConfig(Section):
     @model_validator(mode="after")
     def _ordered(self) -> MapsConfig:
         if self.thresh_min >= self.thresh_max:
-            raise ValueError("thresh_min must be below thresh_max")
+            raise ValueError(f"thresh_min: must be below thresh_max (got {self.thresh_min} >= {self.thresh_max})")
         return self
 
 
@@ -261,8 +265,8 @@ class TrainConfig(Section):
             )
         if self.scaler.enabled and self.precision != "16-mixed":
             raise ValueError(
-                f"scaler.enabled: a GradScaler is only for 16-mixed, not {self.precision} "
-                "(bf16 has fp32's exponent range and needs no loss scaling)"
+                f"scaler.enabled: a GradScaler is only for 16-mixed, not precision = {self.precision} "
+                "(fp32 and bf16 have fp32's exponent range and need no loss scaling)"
             )
         return self
 
@@ -341,7 +345,7 @@ class LogConfig(Section):
     tensorboard: bool = True
 
 
-_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
+_toml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_data", default=None)
 _base_layer: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("base_layer", default=None)
 
 
@@ -392,9 +396,9 @@ class OcrkitConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_path = _toml_path.get()
-        if toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        toml_data = _toml_data.get()
+        if toml_data is not None:  # read once by load_config, which reports its errors by line
+            sources.append(InitSettingsSource(settings_cls, toml_data))
         base = _base_layer.get()
         if base is not None:
             sources.append(_DictSource(settings_cls, base))
@@ -426,16 +430,239 @@ def _nest(overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
     return tree
 
 
-def _format_validation_error(err: ValidationError, origin: str) -> str:
+class _Origins:
+    """Which source gave a key its value, for error messages: the ``--set`` item, a command-line
+    flag, the ``OCRKIT_*`` variable, ``file:line`` of the TOML file, or the base layer (a
+    checkpoint's config). Sources are asked in precedence order: the one named is the one that won."""
+
+    def __init__(
+        self,
+        sets: list[tuple[list[str], str]],
+        flags: list[list[str]],
+        toml: tuple[Path, dict[str, Any], dict[tuple[str, ...], int]] | None,
+        base: dict[str, Any] | None,
+        env: dict[str, str],
+    ):
+        self.sets, self.flags, self.toml, self.base = sets, flags, toml, base
+        prefix = ENV_PREFIX.lower()
+        self.env = {name.lower(): (name, value) for name, value in env.items() if name.lower().startswith(prefix)}
+
+    def of(self, key: tuple[str, ...]) -> tuple[str, bool] | None:
+        """(where the key's value came from, whether that text shows the value), or None (a default)."""
+        for path, item in reversed(self.sets):
+            if _related(tuple(path), key):
+                return f"--set {item}", True
+        for path in self.flags:
+            if _related(tuple(path), key):
+                return "command-line flag", False
+        env = self._env(key)
+        if env is not None:
+            return env
+        if self.toml is not None and _defines(self.toml[1], key):
+            file, _, lines = self.toml
+            key = (key[0].lower(), *key[1:])  # top-level names are matched case-insensitively
+            line = next((lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in lines), None)
+            return (f"{file}:{line}" if line else str(file)), False
+        if self.base is not None and _defines(self.base, key):
+            return "the checkpoint's config", False
+        return None
+
+    def _env(self, key: tuple[str, ...]) -> tuple[str, bool] | None:
+        names = [(ENV_PREFIX + "__".join(key[:n])).lower() for n in range(len(key), 0, -1)]
+        for name in names:
+            if name in self.env:
+                real, value = self.env[name]
+                return f"{real}={value!r}", True
+        below = sorted(name for name in self.env if name.startswith(names[0] + "__"))
+        return (self.env[below[0]][0], False) if below else None
+
+
+def _related(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One dotted key lies on the other's path (a value set at a.b explains an error at a.b.c)."""
+    n = min(len(a), len(b))
+    return n > 0 and a[0].lower() == b[0].lower() and a[1:n] == b[1:n]
+
+
+def _defines(tree: dict[str, Any], key: tuple[str, ...]) -> bool:
+    node: Any = tree
+    for depth, part in enumerate(key):
+        if not isinstance(node, dict):
+            return True  # a value where a table was expected: that value is the error
+        match = next((k for k in node if (k.lower() == part.lower() if depth == 0 else k == part)), None)
+        if match is None:
+            return False
+        node = node[match]
+    return True
+
+
+_BARE_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_DOTTED_KEY = rf"\s*{_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*\s*"
+_TABLE = re.compile(rf"^\s*\[\[?({_DOTTED_KEY})\]\]?")
+_KEY_VALUE = re.compile(rf"^({_DOTTED_KEY})=")
+
+
+def _key_parts(dotted: str) -> tuple[str, ...]:
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in re.findall(_BARE_KEY, dotted))
+
+
+def toml_key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The line (1-based) where each table and key of a valid TOML document is first written: the
+    lines errors about its values name. Lines inside multi-line strings are not keys."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    in_string: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_string is not None:
+            if line.count(in_string) % 2:
+                in_string = None
+            continue
+        header, pair = _TABLE.match(line), _KEY_VALUE.match(line)
+        if header:
+            table = key = _key_parts(header.group(1))
+        elif pair:
+            key = table + _key_parts(pair.group(1))
+            rest = line[pair.end() :]
+            in_string = next((q for q in ('"""', "'''") if rest.count(q) % 2), None)
+        else:
+            continue
+        key = (key[0].lower(), *key[1:]) if key else key  # as sections are matched
+        for n in range(1, len(key) + 1):
+            lines.setdefault(key[:n], number)
+    return lines
+
+
+def _section_of(key: tuple[str, ...]) -> type[BaseModel] | None:
+    """The config model at ``key`` (``()``: the whole tree), or None for a value or no such key."""
+    model: type[BaseModel] = OcrkitConfig
+    for part in key:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _keys_in(message: str, section: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The keys of ``section`` a cross-field check's message names (``scaler.enabled``, ``precision``)."""
+    found = []
+    for word in re.findall(r"[a-z_]+(?:\.[a-z_]+)*", message):
+        key = section + tuple(word.split("."))
+        parent = _section_of(key[:-1])
+        if parent is not None and key[-1] in parent.model_fields and key not in found:
+            found.append(key)
+    return found
+
+
+def _format_validation_error(err: ValidationError, origins: _Origins) -> str:
+    """One line: each problem as ``origin: key: what (got value)``."""
     parts = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = tuple(str(p) for p in e["loc"])
+        key = tuple(p for p in e["loc"] if isinstance(p, str))
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        # A section-level check already names its field; echoing the whole section is noise.
-        whole_section = isinstance(e.get("input"), dict)
-        shown = "" if e["type"] == "extra_forbidden" or whole_section else f" (got {e.get('input')!r})"
-        parts.append(f"{key}: {msg}{shown}")
-    return f"invalid configuration{origin}: " + "; ".join(parts)
+        mentioned = [key]
+        shown = "" if e["type"] == "extra_forbidden" else f" (got {e.get('input')!r})"
+        if _section_of(key) is not None and e["type"] != "extra_forbidden" and isinstance(e.get("input"), dict):
+            # a section's own (cross-field) check: its message starts with the key it is about
+            named = _keys_in(msg, key)
+            head, sep, rest = msg.partition(": ")
+            if sep and key + tuple(head.split(".")) in named:
+                key, msg = key + tuple(head.split(".")), rest
+                loc = key
+            mentioned, shown = [key, *named], ""  # echoing the whole section is noise
+        found = [o for o in dict.fromkeys(origins.of(k) for k in mentioned) if o is not None]
+        if (len(found) == 1 and found[0][1]) or "got " in msg:
+            shown = ""  # the origin or the message shows the value already
+        where = " and ".join(text for text, _ in found)
+        parts.append(f"{where + ': ' if where else ''}{'.'.join(loc) or '<root>'}: {msg}{shown}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """A TOML config file's tables and the line of each key; every failure is one ConfigError
+    naming the file (and the line and column of a syntax error)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a TOML config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid TOML: not UTF-8 text (byte {raw[exc.start]:#04x})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_syntax_error(path, text, exc)) from None
+    return data, toml_key_lines(text)
+
+
+def _toml_syntax_error(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """``file:line:column: not valid TOML: what`` (Python 3.14's lineno/colno, else the message's)."""
+    message = str(exc)
+    line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if at:
+        line, column = line or int(at.group(1)), column or int(at.group(2))
+        message = message[: at.start()]
+    elif message.endswith("(at end of document)"):
+        line = line or text.count("\n") + 1
+        message = message.removesuffix("(at end of document)").rstrip() + " at the end of the file"
+    where = f"{path}:{line}:{column}" if line and column else f"{path}:{line}" if line else f"{path}"
+    return f"{where}: not valid TOML: {message}"
+
+
+def _env_problems(env: dict[str, str]) -> list[str]:
+    """``OCRKIT_*`` variables meant for the config that it would ignore: an unknown section before
+    ``__``, or one underscore where nesting takes two (``OCRKIT_TRAIN_LR`` for ``train.lr``)."""
+    problems = []
+    sections = OcrkitConfig.model_fields
+    for name in sorted(env):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        head, sep, _ = rest.partition("__")
+        if sep and head not in sections:
+            problems.append(f"{name}: unknown config section {head!r} (sections: {', '.join(sections)})")
+            continue
+        for section in sections if not sep else ():
+            model = _section_of((section,))
+            field = rest.removeprefix(section + "_")
+            if rest.startswith(section + "_") and model is not None and field in model.model_fields:
+                fix = f"{ENV_PREFIX}{section.upper()}__{field.upper()}"
+                problems.append(f"{name}: not read: nested keys take two underscores ({fix} sets {section}.{field})")
+    return problems
+
+
+def _env_json_error(env: dict[str, str], exc: SettingsError) -> str:
+    """pydantic-settings reads a list, tuple or section from the environment as JSON and names only
+    the top-level field when that fails: name the variable."""
+    for name in sorted(env):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        key = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
+        parent = _section_of(key[:-1])
+        field = parent.model_fields.get(key[-1]) if parent is not None else None
+        if field is None:
+            continue
+        section = _section_of(key) is not None
+        if not (section or any(t in repr(field.annotation) for t in ("tuple", "list", "dict"))):
+            continue
+        try:
+            json.loads(env[name])
+        except ValueError:
+            example = '{"lr": 0.01}' if section else "[640, 640]"
+            return (
+                f"invalid configuration: {name}={env[name]!r}: {'.'.join(key)}: the environment gives a "
+                f"list or a section as JSON, e.g. {name}='{example}'"
+            )
+    cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+    return f"invalid configuration: {exc}{cause}".replace("\n", " ")
 
 
 def load_config(
@@ -450,30 +677,39 @@ def load_config(
 
     ``flags`` maps dotted keys to values from dedicated CLI flags (``None`` values are unset
     flags and are skipped); ``overrides`` are ``--set`` items and win over flags.
-    """
 
-    pairs: list[tuple[list[str], Any]] = [
-        (key.split("."), value) for key, value in (flags or {}).items() if value is not None
-    ]
-    pairs += [parse_override(item) for item in overrides or []]
-    init = _nest(pairs)
-    path = None
+    Every problem is one ConfigError line naming the key and where its value came from: the
+    ``--set`` item, the ``OCRKIT_*`` variable, or ``file:line`` of the TOML file.
+    """
+    flag_pairs = [(key.split("."), value) for key, value in (flags or {}).items() if value is not None]
+    set_items = list(overrides or [])
+    set_pairs = [parse_override(item) for item in set_items]
+    init = _nest(flag_pairs + set_pairs)
+    env = dict(os.environ)
+    problems = _env_problems(env)
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    toml = None
     if config_file is not None:
         path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    token, base_token = _toml_path.set(path), _base_layer.set(base)
+        data, lines = _read_toml(path)
+        toml = (path, data, lines)
+    origins = _Origins(
+        [(path, item.strip()) for (path, _), item in zip(set_pairs, set_items, strict=True)],
+        [path for path, _ in flag_pairs],
+        toml,
+        base,
+        env,
+    )
+    token, base_token = _toml_data.set(toml[1] if toml else None), _base_layer.set(base)
     try:
         return OcrkitConfig(**init)
     except ValidationError as err:
-        origin = f" (from {path}, {ENV_PREFIX}* env or flags)" if path else ""
-        raise ConfigError(_format_validation_error(err, origin)) from None
+        raise ConfigError(_format_validation_error(err, origins)) from None
+    except SettingsError as exc:  # an OCRKIT_* value pydantic-settings could not parse
+        raise ConfigError(_env_json_error(env, exc)) from None
     finally:
-        _toml_path.reset(token)
+        _toml_data.reset(token)
         _base_layer.reset(base_token)
 
 
