@@ -11,6 +11,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+try:  # typer vendors its own copy of click since 0.2x: its commands raise that copy's exceptions
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - an older typer on the real click
+    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
+
 from ocrkit.core.errors import OcrkitError
 
 if TYPE_CHECKING:
@@ -36,7 +41,15 @@ SkipBadOption = Annotated[
 
 
 class OcrkitGroup(TyperGroup):
-    """Turns user errors into one line on stderr and a non-zero exit code, never a traceback."""
+    """Turns user errors into one line on stderr and a non-zero exit code, never a traceback: ours
+    (OcrkitError) and the command line's (an unknown command or option, a value of the wrong type,
+    a missing argument), which Click would print as a usage block and a framed message."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except ClickException as err:  # the root's own options
+            _usage_error(err)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -44,6 +57,20 @@ class OcrkitGroup(TyperGroup):
         except OcrkitError as err:
             err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
+        except ClickException as err:  # parsing a command's arguments
+            _usage_error(err)
+
+
+def _usage_error(err: ClickException) -> Any:
+    """One line for a command-line error, naming the command and the option; help stays help."""
+    if isinstance(err, NoArgsIsHelpError):
+        raise err  # `ocrkit config` alone prints its help
+    ctx = getattr(err, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    message = " ".join(err.format_message().split())
+    err_console.print(f"[bold red]error:[/] {where}{message}{hint}", soft_wrap=True, markup=True)
+    raise typer.Exit(err.exit_code) from None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_console, resolve_config
+from ocrkit.core.errors import OcrkitError
 
 
 def train_command(
@@ -49,6 +50,10 @@ def train_command(
     """Train a DBNet detector; writes runs/train/<name> (config, checkpoints, metrics, TensorBoard)."""
     from ocrkit.core.engine.train_job import resolve_resume, run_training  # torch: only when used
 
+    if resume is not None and init_from is not None:
+        raise OcrkitError("--resume continues a run; --init-from starts a new one from weights: pick one")
+    if overfit_batches and val_data is not None:
+        raise OcrkitError("--overfit-batches validates on the batches it trains on: leave out --val-data")
     if resume is not None and config is None:
         config = resolve_resume(resume)[1] / "config.toml"  # the run's own resolved config
     cfg = resolve_config(
