@@ -74,6 +74,10 @@ def eval_command(
         skip = resolve_config(config, set_, data__skip_bad=skip_bad).data.skip_bad
         print_metrics(evaluate_dirs(gt_dir, pred_dir, skip), json_out, title=f"{pred_dir} vs {gt_dir}")
         return
+    if gt_dir is not None or pred_dir is not None:
+        raise OcrkitError(
+            "--checkpoint evaluates a model on --data; --gt-dir/--pred-dir score existing files: pick one"
+        )
     from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference  # torch: only here
 
     flags = flag_values(data__val=data, train__device=device, data__skip_bad=skip_bad)

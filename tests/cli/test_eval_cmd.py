@@ -129,3 +129,8 @@ def test_eval_files_skip_bad(tiny_icdar, tmp_path):
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["images"] == 2  # img_1 and img_2
         assert "skipping bad sample: " in result.stderr and f"{preds}: skipped 1 bad sample(s)" in result.stderr
+
+
+def test_a_checkpoint_with_prediction_files_is_a_contradiction(tmp_path):
+    result = run("eval", "--checkpoint", tmp_path / "c.pt", "--gt-dir", tmp_path, "--pred-dir", tmp_path)
+    assert_one_line_error(result, "--checkpoint", "--gt-dir")
