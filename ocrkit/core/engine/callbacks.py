@@ -87,7 +87,11 @@ class Callbacks:
 
 class LoggerCallback(Callback):
     """Scalars to metrics.csv and TensorBoard, opened at the start of ``fit`` (a resumed run first
-    drops what was logged after its checkpoint's step)."""
+    drops what was logged after its checkpoint's step).
+
+    Per-step scalars are flushed to the OS; at an epoch end and after each epoch-level scalar
+    (health, validation, cache) the logs are synced to disk, and the loop passes one of those
+    before every checkpoint it writes: a checkpoint never gets ahead of the logs of its step."""
 
     def __init__(self, run_dir: Path, tensorboard: bool):
         self.run_dir, self.tensorboard = run_dir, tensorboard
@@ -97,11 +101,17 @@ class LoggerCallback(Callback):
         self.logger = RunLogger(self.run_dir, self.tensorboard, resume_step=step if resumed else None)
 
     def on_step_end(self, report: StepReport) -> None:
-        self.on_scalars(report.values, report.step, report.epoch)
+        if self.logger is not None:
+            self.logger.scalars(report.values, report.step, report.epoch)
+
+    def on_epoch_end(self, epoch: int, step: int, sink: Callbacks) -> None:
+        if self.logger is not None:
+            self.logger.sync()
 
     def on_scalars(self, values: dict[str, float], step: int, epoch: int) -> None:
         if self.logger is not None:
             self.logger.scalars(values, step, epoch)
+            self.logger.sync()
 
     def on_fit_end(self) -> None:
         if self.logger is not None:

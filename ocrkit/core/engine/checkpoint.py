@@ -26,8 +26,9 @@ REQUIRED_KEYS = ("model", "config")  # what every use (eval, predict, resume, --
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (plus format and version tags) via a temp file and an atomic rename, so an
-    interrupted save never leaves a truncated checkpoint behind."""
+    """Write ``state`` (plus format and version tags) via a temp file, fsync, an atomic rename and
+    a directory fsync, so an interrupted save (a killed process, a power cut) never leaves a
+    truncated checkpoint behind: ``path`` holds the previous checkpoint or the complete new one."""
     path = Path(path)
     with atomic_output(path, fsync=True) as tmp:
         torch.save({"format": FORMAT, "ocrkit_version": __version__, **state}, tmp)

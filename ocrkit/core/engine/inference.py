@@ -205,8 +205,9 @@ def _scored_record(prediction: ImagePrediction, result: ImageResult) -> dict[str
     return record
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+def _write_json(path: Path, payload: dict[str, Any], fsync: bool = False) -> None:
+    """Atomically; ``fsync`` for a file a run is judged from (metrics.json), not per image."""
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n", fsync=fsync)
 
 
 def _write_res_file(out_dir: Path, prediction: ImagePrediction) -> None:
@@ -273,7 +274,7 @@ def _write_evaluation(
         _write_json(out_dir / "json" / f"{stem}.json", _scored_record(prediction, metrics.per_image[stem]))
         if rank < overlays:
             save_png(out_dir / "overlays" / f"{stem}.png", _evaluation_overlay(samples[stem], prediction))
-    _write_json(out_dir / "metrics.json", metrics.to_dict())
+    _write_json(out_dir / "metrics.json", metrics.to_dict(), fsync=True)
 
 
 def predict_files(

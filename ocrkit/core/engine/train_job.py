@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from ocrkit.core.atomic import write_text_atomic
+from ocrkit.core.atomic import remove_stale_temps, write_text_atomic
 from ocrkit.core.config import CacheConfig, OcrkitConfig, save_config
 from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.sample import Sample
@@ -55,11 +55,17 @@ def builtin_dataset(cfg: CacheConfig, progress: bool) -> Path:
 
 
 def resolve_resume(path: str | Path) -> tuple[Path, Path]:
-    """A run directory or a checkpoint → (checkpoint, run directory)."""
+    """A run directory or a checkpoint → (checkpoint, run directory).
+
+    A run stopped before its first checkpoint (killed in its first epoch) has nothing to resume:
+    that is a one-line error, and starting it again without ``--resume`` is the user's choice."""
     path = Path(path)
     checkpoint = path / "last.pt" if path.is_dir() else path
     if not checkpoint.is_file():
-        raise InputError(checkpoint, "nothing to resume: checkpoint not found")
+        hint = (
+            " (the run stopped before its first checkpoint: start it again without --resume)" if path.is_dir() else ""
+        )
+        raise InputError(checkpoint, f"nothing to resume: checkpoint not found{hint}")
     return checkpoint, checkpoint.parent
 
 
@@ -116,6 +122,7 @@ def run_training(
     resume_state = init_state = None
     if resume:
         checkpoint, run_dir = resolve_resume(resume)
+        remove_stale_temps(run_dir)  # half-written checkpoints and logs of a killed process
         resume_state = (load_checkpoint(checkpoint), checkpoint)
     else:
         run_dir = create_run_dir(cfg.log.dir, "train", name)
@@ -141,4 +148,5 @@ def choose_precision(cfg: OcrkitConfig, device, run_dir: Path, progress: TrainPr
     progress.message(f"precision: {decision.reason}" + (" (cached probe)" if probe.cached else ""))
     if decision.warning:
         warnings.warn(decision.warning, stacklevel=2)
-    write_text_atomic(run_dir / "precision.json", json.dumps(decision_document(requested, decision, probe), indent=2))
+    document = decision_document(requested, decision, probe)
+    write_text_atomic(run_dir / "precision.json", json.dumps(document, indent=2), fsync=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ocrkit.core.engine.logger import CSV_FIELDS, RunLogger, truncate_csv_after
+from ocrkit.core.engine.logger import CSV_FIELDS, RunLogger, read_metrics, truncate_csv_after
 
 ROWS = [(1, 1, "train/loss", "2.5"), (2, 1, "train/loss", "2"), (2, 1, "val/hmean", "0.1"), (3, 2, "train/loss", "1.5")]
 ROWS += [(4, 2, "train/loss", "1.25"), (4, 2, "val/hmean", "0.3")]
@@ -76,3 +76,29 @@ def test_a_fresh_logger_writes_the_header_once_and_six_significant_digits(tmp_pa
     logger.close()
     assert read_csv(tmp_path / "metrics.csv")[1] == [(1, 1, "train/loss", "1.23457"), (2, 1, "train/loss", "1e-09")]
     assert not (tmp_path / "tb").exists()  # tensorboard=False writes no event files
+
+
+def test_a_torn_last_line_is_dropped_even_when_its_step_reads_as_an_old_one(tmp_path):
+    """A process killed mid-row leaves e.g. ``1`` of ``12,3,train/loss,...``: read as step 1 it
+    would survive a truncation to step 4 as a row of empty fields."""
+    path = write_csv(tmp_path / "metrics.csv")
+    with open(path, "a", newline="") as handle:
+        handle.write("12,3,train/lo")  # no newline: cut short
+    assert [r["step"] for r in read_metrics(path)] == [str(r[0]) for r in ROWS]
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([CSV_FIELDS, *ROWS])
+        handle.write("1")
+    truncate_csv_after(path, 4)
+    assert read_csv(path) == (list(CSV_FIELDS), ROWS)
+
+
+def test_malformed_rows_are_left_out_and_a_resumed_logger_appends_on_a_clean_line(tmp_path):
+    path = write_csv(tmp_path / "metrics.csv", [*ROWS[:2], (2, 1, "", "0.5"), ("x", 1, "a", "1"), (2, 1, "b", "nan?")])
+    assert [(r["step"], r["tag"]) for r in read_metrics(path)] == [("1", "train/loss"), ("2", "train/loss")]
+    with open(path, "a", newline="") as handle:
+        handle.write("3,2,train/loss,1.")  # torn
+    logger = RunLogger(tmp_path, tensorboard=False, resume_step=2)
+    logger.scalars({"train/loss": 1.5}, step=3, epoch=2)
+    logger.close()
+    assert read_csv(path) == (list(CSV_FIELDS), [*ROWS[:2], (3, 2, "train/loss", "1.5")])
+    assert read_metrics(tmp_path / "absent.csv") == []
