@@ -122,6 +122,11 @@ def validate_command(
             f"{len(report.corrupt)} corrupt, {len(report.stale)} stale, {len(report.mismatched)} mismatched"
             + (f"; deleted {report.deleted}" if fix else "")
         )
+        if report.orphans:
+            out_console.print(
+                f"{report.orphans} value files no entry names ({_mb(report.orphan_bytes)}, left by interrupted writes)"
+                + (f": deleted {report.orphans_deleted}" if fix else ": --fix deletes them")
+            )
         for label, keys in (("corrupt", report.corrupt), ("stale", report.stale), ("mismatched", report.mismatched)):
             for key in keys[:20]:
                 out_console.print(f"  {label}: {key}")
@@ -142,7 +147,10 @@ def clear_command(
 
     store, _ = _store(config, set_)
     removed = jobs.clear(store, all_, stale, kind)
-    out_console.print(f"removed {removed} entries from {store.root}")
+    if removed < 0:
+        out_console.print(f"rebuilt the damaged store at {store.root}: it is empty")
+    else:
+        out_console.print(f"removed {removed} entries from {store.root}")
 
 
 @app.command("export")

@@ -25,7 +25,6 @@ size+mtime key would not catch.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -78,7 +77,6 @@ class _Layer:
         self.store = store
         self.config = config
         self.config_id = config_id(config)
-        self._warned = False
 
     def check(self, arrays: Arrays, meta: dict[str, Any]) -> str | None:
         """What is wrong with a well-formed entry's arrays for this layer (None: nothing)."""
@@ -88,10 +86,8 @@ class _Layer:
         if self.store is not None:
             try:
                 return self.store.fetch(self.kind, self.config_id, fields, produce, bits, self.check)
-            except StoreUnavailable as exc:
-                if not self._warned:
-                    warnings.warn(f"{exc}; continuing without the store", stacklevel=2)
-                    self._warned = True
+            except StoreUnavailable as exc:  # said once per run, not per layer, worker or epoch
+                self.store.say_once("unavailable", f"{exc}; continuing without the store")
                 self.store = None
         return produce()
 

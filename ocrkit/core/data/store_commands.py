@@ -145,6 +145,9 @@ class ValidateReport:
     mismatched: list[str] = field(default_factory=list)  # recomputed value differs: a producer bug
     deleted: int = 0
     total: int = 0
+    orphans: int = 0  # value files no entry names (a writer killed before recording it): space only
+    orphan_bytes: int = 0
+    orphans_deleted: int = 0
 
     @property
     def bad(self) -> int:
@@ -183,6 +186,9 @@ def _validate_entry(store: Store, key: str, report: ValidateReport) -> bool:
     kind = key.split("/", 1)[0]
     blob = store.read_raw(key)
     if blob is None:
+        if store.has_key(key):  # listed, but its value file is gone
+            report.corrupt.append(key)
+            return False
         return True  # evicted meanwhile
     try:
         header, arrays = decode(blob)
@@ -213,9 +219,13 @@ def _validate_entry(store: Store, key: str, report: ValidateReport) -> bool:
     return True
 
 
-def validate(store: Store, sample: int | None, fix: bool, progress: bool = True, seed: int = 0) -> ValidateReport:
+def validate(
+    store: Store, sample: int | None, fix: bool, progress: bool = True, seed: int = 0, orphan_age_s: float = 60.0
+) -> ValidateReport:
     """Re-check ``sample`` random entries (all with None): checksum and shapes, version, source
-    digest, and a recomputation compared exactly. ``fix`` deletes every bad entry."""
+    digest, and a recomputation compared exactly. ``fix`` deletes every bad entry, and the value
+    files no entry names that are older than ``orphan_age_s`` (younger ones may be a write
+    another process is about to record)."""
     keys = store.keys()
     report = ValidateReport(total=len(keys))
     if sample is not None and sample < len(keys):
@@ -226,6 +236,15 @@ def validate(store: Store, sample: int | None, fix: bool, progress: bool = True,
             report.ok += 1
         elif fix and store.delete(key):
             report.deleted += 1
+    for path in store.orphan_files(orphan_age_s):
+        report.orphans += 1
+        try:
+            report.orphan_bytes += path.stat().st_size
+            if fix:
+                path.unlink()
+                report.orphans_deleted += 1
+        except FileNotFoundError:
+            pass
     return report
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ocrkit.core.store.events import EVENTS
-from ocrkit.core.store.store import Store
+from ocrkit.core.store.store import Store, StoreUnavailable
 
 
 def lookups(events: dict[str, int]) -> int:
@@ -24,15 +24,30 @@ class EpochCacheStats:
         self.store = store
         self.before: dict[str, dict[str, int]] | None = None
         self.filled: set[str] = set()  # layers that have had a full epoch to fill
+        self.unreadable: str | None = None  # why the statistics cannot be read (then: no report)
+        self._said = False
+
+    def _read(self) -> dict[str, dict[str, int]] | None:
+        """The persisted counters, or None when the store cannot be read: training goes on
+        without the per-epoch report (the layers go on without the store)."""
+        try:
+            return self.store.read_stats()
+        except StoreUnavailable as exc:
+            self.unreadable = str(exc)
+            return None
 
     def begin(self) -> None:
-        self.before = self.store.read_stats()
+        self.before = self._read()
 
     def end(self, epoch: int) -> tuple[dict[str, float], str | None, list[str]]:
         """(scalars for the logger, one console line, warnings)."""
-        if self.before is None:
+        now = self._read() if self.before is not None else None
+        if self.before is None or now is None:
+            self.before = None
+            if self.unreadable is not None and not self._said:
+                self._said = True
+                return {}, None, [f"no store hit rates this run: {self.unreadable}"]
             return {}, None, []
-        now = self.store.read_stats()
         values: dict[str, float] = {}
         parts, problems = [], []
         for kind in self.store.kinds:

@@ -12,6 +12,14 @@ must not cross a fork), under a file lock with retries because concurrent first-
 of the SQLite files can fail with "database is locked". Statistics are counted in memory and
 added to a second, never-evicted diskcache with atomic ``incr`` every ``flush_every`` events, at
 epoch ends, and when a process (DataLoader workers included) exits.
+
+Faults (docs/store.md, "Faults"): an entry's value file is written whole under a fresh name
+before its index row is committed, so a writer killed mid-write leaves at worst an unreferenced
+file (``orphan_files``; ``cache validate --fix`` removes it), and a value damaged later is caught
+by its checksum. An index SQLite cannot open is rebuilt empty at once (the store holds nothing
+that is not recomputed on a miss), with a warning; one found damaged while in use stops this
+process using the store with one line naming ``ocrkit cache clear --all``, which rebuilds it. A
+failed write (disk full, read-only, lock timeout) is counted and said once per process.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import mmap
 import multiprocessing.util
 import os
 import queue
+import shutil
 import sqlite3
 import sys
 import threading
@@ -56,6 +65,19 @@ Check = Callable[[Arrays, dict[str, Any]], "str | None"]
 
 class StoreUnavailable(OcrkitError):
     """The store directory cannot be opened (permissions, a damaged database, ...)."""
+
+
+class StoreDamaged(StoreUnavailable):
+    """The store's SQLite index is damaged (found while in use)."""
+
+
+RECOVERY = "`ocrkit cache clear --all` rebuilds it (same --config/--set; it only holds recomputable data)"
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """A damaged SQLite file ("file is not a database", "database disk image is malformed"), as
+    opposed to a busy one (OperationalError: locked, I/O) that retrying or waiting may fix."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
 
 
 def canonical(fields: dict[str, Any]) -> str:
@@ -118,6 +140,16 @@ class _EntryDisk(diskcache.Disk):
                 return b""
             return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
 
+    def _write(self, full_path, iterator, mode, encoding=None):
+        """diskcache's write, minus the partial file it leaves when a write fails (disk full,
+        read-only): the index never names it, so it would only take space."""
+        try:
+            return super()._write(full_path, iterator, mode, encoding)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(full_path)
+            raise
+
 
 class _Pieces:
     """A reader over an entry's pieces for ``Cache.set(..., read=True)``: diskcache then writes
@@ -133,10 +165,13 @@ class _Pieces:
 
 def _open_cache(directory: Path, **settings: Any) -> diskcache.Cache:
     """A diskcache handle, created under a lock and retried: concurrent first-time creation
-    races on SQLite ("database is locked")."""
+    races on SQLite ("database is locked"). An index SQLite cannot read (damaged: "file is not a
+    database", "database disk image is malformed") is rebuilt empty, with a warning: everything
+    in it is recomputed on a miss, and every value is checked on read anyway."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with _file_lock(directory.parent / f".{directory.name}.lock"):
+            rebuilt = False
             for attempt in range(20):
                 try:
                     return diskcache.Cache(str(directory), **settings)
@@ -144,9 +179,27 @@ def _open_cache(directory: Path, **settings: Any) -> diskcache.Cache:
                     if "locked" not in str(exc) or attempt == 19:
                         raise
                     time.sleep(0.05 * (attempt + 1))
+                except sqlite3.DatabaseError as exc:
+                    if rebuilt:  # an empty directory that SQLite still cannot use: not damage
+                        raise
+                    _set_aside(directory, str(exc))
+                    rebuilt = True
     except (OSError, sqlite3.Error) as exc:
-        raise StoreUnavailable(f"cannot open the store at {directory}: {exc}") from None
+        raise StoreUnavailable(
+            f"cannot open the store at {directory}: {exc} (check that path, its permissions and free space, "
+            "or run without the store: --set cache.enabled=false)"
+        ) from None
     raise AssertionError("unreachable")
+
+
+def _set_aside(directory: Path, reason: str) -> None:
+    """Replace a damaged store directory by an empty one (the caller holds its lock). A process
+    still holding the old index reads misses from then on (its files are gone), never values."""
+    aside = directory.with_name(f"{directory.name}.damaged-{os.getpid()}-{time.time_ns()}")
+    os.replace(directory, aside)
+    directory.mkdir()
+    shutil.rmtree(aside, ignore_errors=True)
+    warnings.warn(f"the store index at {directory} was damaged ({reason}): rebuilt empty", stacklevel=3)
 
 
 class Store:
@@ -194,6 +247,9 @@ class Store:
         self._lock = threading.Lock()
         self._queue: queue.Queue | None = None
         self._writer: threading.Thread | None = None
+        # problems already said by this process, or by the parent it was forked from (DataLoader
+        # workers are forked anew every epoch: a failing disk is said once, not once an epoch)
+        self._said: set[str] = set(getattr(self, "_said", ()))
 
     # ---------------------------------------------------------------- handles (one per process)
     def __getstate__(self) -> dict[str, Any]:  # a spawned worker opens its own handles
@@ -260,8 +316,10 @@ class Store:
         key = entry_key(kind, self.version_of(kind), fields)
         try:
             blob = self.entries.get(key, default=None, retry=True)
-        except (diskcache.Timeout, sqlite3.Error, OSError):
+        except (diskcache.Timeout, sqlite3.Error, OSError) as exc:
             self.count(kind, "fallbacks")
+            if _is_damage(exc):
+                raise self._damaged(exc) from None
             return None
         if blob is None:
             self.count(kind, "misses")
@@ -355,11 +413,39 @@ class Store:
                     retry=True,
                 )
             )
-        except (diskcache.Timeout, sqlite3.Error, OSError):
-            ok = False
+        except (diskcache.Timeout, sqlite3.Error, OSError, StoreUnavailable) as exc:
+            self.count(kind, "failed_writes")
+            self._say_write_failure(exc)
+            return False
         if not ok:
             self.count(kind, "failed_writes")
         return ok
+
+    def say_once(self, what: str, message: str) -> None:
+        """Warn ``message`` unless this process (or the one it was forked from) said ``what``."""
+        with self._lock:
+            if what in self._said:
+                return
+            self._said.add(what)
+        warnings.warn(message, stacklevel=3)
+
+    def _damaged(self, exc: BaseException) -> StoreDamaged:
+        return StoreDamaged(f"the store index at {self.root / 'entries'} is damaged ({exc}): {RECOVERY}")
+
+    def _say_write_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, StoreUnavailable):
+            reason = str(exc)
+        elif _is_damage(exc):
+            reason = str(self._damaged(exc))
+        elif isinstance(exc, diskcache.Timeout | sqlite3.OperationalError):
+            reason = f"store busy ({exc or 'lock timeout'}): raise cache.timeout_s"
+        else:
+            reason = f"{exc.__class__.__name__}: {exc}: free space or fix the permissions of {self.root}"
+        self.say_once(
+            "write",
+            f"could not write to the store ({reason}); going on without storing what fails "
+            "(values are recomputed, never wrong; cache.enabled=false turns the store off)",
+        )
 
     def fetch(
         self,
@@ -379,11 +465,28 @@ class Store:
         self.write(kind, config_id, fields, arrays, meta, bit_arrays)
         return arrays, meta
 
+    @contextlib.contextmanager
+    def _index(self, which: str = "entries") -> Iterator[None]:
+        """A damaged SQLite index found by a query: StoreDamaged, one line naming the fix."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            raise StoreDamaged(f"the store index at {self.root / which} is damaged ({exc}): {RECOVERY}") from None
+
     def contains(self, kind: str, fields: dict[str, Any]) -> bool:
-        return entry_key(kind, self.version_of(kind), fields) in self.entries
+        with self._index():
+            return entry_key(kind, self.version_of(kind), fields) in self.entries
+
+    def has_key(self, key: str) -> bool:
+        with self._index():
+            return key in self.entries
 
     def read_raw(self, key: str) -> bytes | None:
-        return self.entries.get(key, default=None, retry=True)
+        """The entry's bytes; None when it is not there (or its value file is gone)."""
+        with self._index():
+            return self.entries.get(key, default=None, retry=True)
 
     def delete(self, key: str) -> bool:
         try:
@@ -392,10 +495,12 @@ class Store:
             return False
 
     def keys(self) -> list[str]:
-        return list(self.entries.iterkeys())
+        with self._index():
+            return list(self.entries.iterkeys())
 
     def tag_of(self, key: str) -> str | None:
-        found = self.entries.get(key, default=None, read=True, tag=True, retry=True)
+        with self._index():
+            found = self.entries.get(key, default=None, read=True, tag=True, retry=True)
         if isinstance(found, tuple):
             handle, tag = found
             if hasattr(handle, "close"):
@@ -404,21 +509,72 @@ class Store:
         return None
 
     def evict(self, tag: str) -> int:
-        return int(self.entries.evict(tag, retry=True))
+        with self._index():
+            return int(self.entries.evict(tag, retry=True))
 
     def clear_entries(self) -> int:
-        return int(self.entries.clear(retry=True))
+        """Delete every entry (and any file the index does not know); a damaged index is
+        rebuilt empty instead (then: -1, the count is unknown)."""
+        try:
+            removed = int(self.entries.clear(retry=True))
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self.rebuild("entries", str(exc))
+            return -1
+        for path in self.orphan_files(min_age_s=0.0):
+            path.unlink(missing_ok=True)
+        return removed
+
+    def rebuild(self, which: str, reason: str) -> None:
+        """Replace the ``entries`` or ``stats`` directory by an empty one (a damaged index)."""
+        self.drain()
+        with self._lock:
+            handle = self._entries if which == "entries" else self._stats
+            if handle is not None:
+                handle.close()
+            if which == "entries":
+                self._entries = None
+            else:
+                self._stats = None
+        directory = self.root / which
+        with _file_lock(directory.parent / f".{directory.name}.lock"):
+            _set_aside(directory, reason)
+
+    def orphan_files(self, min_age_s: float = 60.0) -> list[Path]:
+        """Value files no index row names: left by a writer killed between writing a value and
+        committing its row (or by a failed write). Files younger than ``min_age_s`` are left out:
+        another process may be about to commit them."""
+        directory = self.root / "entries"
+        with self._index():
+            known = {
+                os.path.normpath(name)
+                for (name,) in self.entries._sql(  # noqa: SLF001 - diskcache offers no filename listing
+                    "SELECT filename FROM Cache WHERE filename IS NOT NULL"
+                ).fetchall()
+            }
+        now, orphans = time.time(), []
+        for path in directory.rglob("*.val"):
+            try:
+                old = now - path.stat().st_mtime >= min_age_s
+            except FileNotFoundError:
+                continue
+            if old and os.path.normpath(path.relative_to(directory)) not in known:
+                orphans.append(path)
+        return orphans
 
     def volume(self) -> int:
-        return int(self.entries.volume())
+        with self._index():
+            return int(self.entries.volume())
 
     def tag_summary(self) -> dict[str, tuple[int, int]]:
         """{tag: (entries, bytes)} straight from diskcache's SQLite table (no entry is read).
         Values below diskcache's file threshold live inline: their bytes are length(value)."""
         cache = self.entries
-        rows = cache._sql(  # noqa: SLF001 - diskcache offers no per-tag count/size query
-            "SELECT tag, COUNT(*), SUM(size + COALESCE(LENGTH(value), 0)) FROM Cache GROUP BY tag"
-        ).fetchall()
+        with self._index():
+            rows = cache._sql(  # noqa: SLF001 - diskcache offers no per-tag count/size query
+                "SELECT tag, COUNT(*), SUM(size + COALESCE(LENGTH(value), 0)) FROM Cache GROUP BY tag"
+            ).fetchall()
         return {tag: (int(n), int(size or 0)) for tag, n, size in rows}
 
     # ---------------------------------------------------------------- statistics
@@ -443,24 +599,30 @@ class Store:
             with stats.transact(retry=True):
                 for name, n in pending.items():
                     stats.incr(name, n, default=0, retry=True)
-        except (diskcache.Timeout, sqlite3.Error, OSError, StoreUnavailable):
-            warnings.warn(f"could not record cache statistics in {self.root / 'stats'}", stacklevel=2)
+        except (diskcache.Timeout, sqlite3.Error, OSError, StoreUnavailable) as exc:
+            self.say_once("stats", f"could not record cache statistics in {self.root / 'stats'} ({exc})")
 
     def read_stats(self) -> dict[str, dict[str, int]]:
         """{kind: {event: count}} as persisted, after this process's queued writes and counts."""
         self.finish()
         out = {kind: dict.fromkeys(EVENTS, 0) for kind in self.kinds}
-        for name in self.stats.iterkeys():
-            kind, _, event = str(name).partition("/")
-            if kind in out and event in out[kind]:
-                out[kind][event] = int(self.stats.get(name, default=0, retry=True))
+        with self._index("stats"):
+            for name in self.stats.iterkeys():
+                kind, _, event = str(name).partition("/")
+                if kind in out and event in out[kind]:
+                    out[kind][event] = int(self.stats.get(name, default=0, retry=True))
         return out
 
     def reset_stats(self) -> None:
         self.drain()
         with self._lock:
             self._pending = Counter()
-        self.stats.clear(retry=True)
+        try:
+            self.stats.clear(retry=True)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self.rebuild("stats", str(exc))
 
 
 def open_store(cfg: CacheConfig, kinds: dict[str, int]) -> Store | None:
