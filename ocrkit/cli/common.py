@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 try:  # typer vendors its own copy of click since 0.2x: its commands raise that copy's exceptions
@@ -55,7 +56,7 @@ class OcrkitGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except OcrkitError as err:
-            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except ClickException as err:  # parsing a command's arguments
             _usage_error(err)
@@ -69,12 +70,12 @@ def _usage_error(err: ClickException) -> Any:
     where = f"{ctx.command_path}: " if ctx is not None else ""
     hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
     message = " ".join(err.format_message().split())
-    err_console.print(f"[bold red]error:[/] {where}{message}{hint}", soft_wrap=True, markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(where + message + hint)}", soft_wrap=True, markup=True)
     raise typer.Exit(err.exit_code) from None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
 
 
 def install_warning_format() -> None:

@@ -729,4 +729,4 @@ def config_to_toml(cfg: OcrkitConfig) -> str:
 
 
 def save_config(cfg: OcrkitConfig, path: str | Path) -> None:
-    write_text_atomic(path, config_to_toml(cfg))
+    write_text_atomic(path, config_to_toml(cfg), fsync=True)  # --resume reads it

@@ -318,7 +318,7 @@ class Trainer:
         self.result.health = self.guard.summary()
         self.result.budget = self.budget.costs
         self.result.profile = self.profiler.summaries
-        write_text_atomic(self.run_dir / "health.json", json.dumps(self.result.health.to_dict(), indent=2))
+        write_text_atomic(self.run_dir / "health.json", json.dumps(self.result.health.to_dict(), indent=2), fsync=True)
         self.callbacks.fit_end()
 
     # ------------------------------------------------------------------ validation
