@@ -594,6 +594,8 @@ def load_json_dataset(path: str | Path, skip_bad: bool = False) -> LoadedData:
     """Load the JSON layout (rules in the module docstring)."""
     path = Path(path)
     text = read_text_file(path, "annotation file")
+    if not text.strip():
+        raise InputError(path, "empty file: expected a JSON object with the key images")
     try:
         doc = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
