@@ -6,7 +6,7 @@ OCRKIT := $(VENV)/bin/ocrkit
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: setup test lint format demo clean
+.PHONY: setup test test-slow lint format demo clean
 
 # torch first and pinned: this machine has its CPU wheel; an unpinned torch pulls CUDA builds.
 $(STAMP): pyproject.toml
@@ -21,6 +21,12 @@ setup: $(STAMP)
 # that skip where ../shared's sample data is absent (CI's fresh clone). Raise it as coverage grows.
 test: setup
 	$(PY) -m pytest -q --cov=ocrkit --cov-report=term:skip-covered --cov-fail-under=92
+
+# The tests marked slow, left out of `make test`: the whole malformed-input corpus through every
+# command (tests/reliability/test_malformed_inputs.py; the default suite runs a sample), and the
+# other long variants. About 20 minutes on a 2-core CPU.
+test-slow: setup
+	$(PY) -m pytest -q -m slow
 
 # CI's guard rails (.ci/run): lint, formatting, types and the import contracts in pyproject.toml.
 lint: setup

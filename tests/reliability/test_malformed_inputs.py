@@ -1,22 +1,33 @@
 """The malformed-input corpus (tests/reliability/corpus.py) through every reader.
 
 Every case goes through the library readers (``load_dataset``, the image list ``predict`` reads,
-``evaluate_dirs``), plainly and with ``skip_bad``. What each must do (``Expect`` in corpus.py): an
-``error`` is one ``InputError`` line naming the expected file and line or key path; with
-``skip_bad`` (where the sample can be skipped) one ``skipping bad sample`` warning per bad sample
-naming it, the final count, and the good samples used. A ``warn`` is a warning naming the place;
-``ok`` is neither. The case count and the outcome table (kind x reader) are printed at the end.
+``evaluate_dirs``) in the default suite. Through the commands (``train`` one step, ``eval
+--checkpoint``, ``eval --gt-dir/--pred-dir``, ``predict``, ``maps precompute``, ``data check``),
+each plainly and with ``--skip-bad``: a deterministic sample of ``CLI_SAMPLE`` cases in the
+default suite (one of each way a case behaves at the commands, then one of as many kinds as fit;
+``sample_cases``), the rest of the corpus under the ``slow`` marker, which runs only when asked
+for (``pytest -m slow``, ``make test-slow``; about 15 minutes on a 2-core CPU).
+
+What each run must do (``Expect`` in corpus.py): an ``error`` is a non-zero exit and exactly one
+output line, ``error: <file>:<line>: ...`` (or ``<file>: <key.path>: ...``) naming the expected
+place, no traceback and no exception but SystemExit; with ``--skip-bad`` (where the sample can be
+skipped) it is exit 0, one ``skipping bad sample`` warning per bad sample naming it, the final
+count, and the good samples used. A ``warn`` is exit 0 with a warning naming the place; ``ok`` is
+exit 0 without a warning or an error. The case count and the outcome table (kind x reader) are
+printed at the end of the run.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from corpus import Case, Expect, build_corpus, kinds, sample_cases, write_case
+from corpus import Case, Expect, build_corpus, icdar_files, kinds, sample_cases, write_case
 
 from conftest import set_args
 from ocrkit.core.errors import InputError
@@ -127,7 +138,45 @@ def corpus_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """Where the commands write: runs, outputs and the store (never the user's cache). Torch
+    runs on one thread meanwhile: the runs are tiny, and on a shared 2-core machine its thread
+    pool spinning against other processes made a one-step training run 10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path_factory.mktemp("malformed-work")
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(work) -> Path:
+    """A tiny checkpoint (one training step on a good set), made once."""
+    good = write_case(Case("good", "good", "icdar", icdar_files(), None, None, None), work / "good-set")
+    result = _invoke(["train", "--data", good, "--quiet", "--name", "ckpt", *TINY, *_places(work)])
+    assert result.exit_code == 0, result.output
+    return work / "runs" / "train" / "ckpt" / "last.pt"
+
+
+def _places(work: Path) -> list[str]:
+    return set_args(f"log.dir={work / 'runs'}", f"cache.dir={work / 'cache'}")
+
+
 # ---------------------------------------------------------------- running a reader
+
+
+def _invoke(args: list) -> object:
+    """``ocrkit ARGS`` in-process, its warnings shown as a fresh process would show them (the
+    'default' action: each message once per run, not once per test)."""
+    from typer.testing import CliRunner
+
+    from ocrkit.cli.app import app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def _library(reader: str, case: Case, root: Path, skip: bool) -> Run:
@@ -149,6 +198,36 @@ def _library(reader: str, case: Case, root: Path, skip: bool) -> Run:
             code = 2
     lines = [f"warning: {w.message}" for w in caught] + lines
     return Run(code, "\n".join(lines), None, used)
+
+
+def _command(command: str, case: Case, root: Path, skip: bool, work: Path, checkpoint: Path | None) -> Run:
+    out = work / "out" / f"{case.name}-{command.replace(' ', '-')}{'-skip' if skip else ''}"
+    flag = ["--skip-bad"] if skip else []
+    data = case.data_path(root)
+    args: list = {
+        "data check": ["data", "check", data, *flag],
+        "train": ["train", "--data", data, "--quiet", "--name", out.name, *TINY, *_places(work), *flag],
+        "eval": ["eval", "--checkpoint", checkpoint, "--data", data, "--out", out, "--json", *_places(work), *flag],
+        "maps precompute": ["maps", "precompute", "--data", data, "--workers", 0, *TINY, *_places(work), *flag],
+        "predict": ["predict", "--checkpoint", checkpoint, root / "images", "--out", out, *_places(work), *flag],
+        "eval files": ["eval", "--gt-dir", root / "gts", "--pred-dir", root / "preds", "--json", *flag],
+    }[command]
+    result = _invoke(args)
+    return Run(result.exit_code, result.output, result.exception, _used(command, result))
+
+
+def _used(command: str, result) -> int | None:
+    """How many samples (images) the command read, from what it printed (None: it does not say)."""
+    if result.exit_code != 0 or command == "train":
+        return None
+    if command in ("eval", "eval files"):
+        return json.loads(result.stdout)["images"]
+    if command == "predict":
+        return len(re.findall(r": \d+ text regions$", result.stdout, flags=re.MULTILINE))
+    pattern = {"data check": r": (\d+) samples, ", "maps precompute": r"maps for (\d+) samples"}[command]
+    match = re.search(pattern, result.stdout)
+    assert match, result.stdout
+    return int(match.group(1))
 
 
 def _check(expect: Expect, run: Run, root: Path, skip: bool, reader: str) -> str:
@@ -187,7 +266,7 @@ def _check(expect: Expect, run: Run, root: Path, skip: bool, reader: str) -> str
     return "ok"
 
 
-def _through(readers, case: Case, corpus_root: Path):
+def _through(readers, case: Case, corpus_root: Path, work: Path | None = None, checkpoint: Path | None = None):
     root = corpus_root / case.name
     for reader in readers:
         expect: Expect | None = getattr(case, READS[reader])
@@ -195,7 +274,11 @@ def _through(readers, case: Case, corpus_root: Path):
             continue
         variants = (False, True) if expect.outcome == "error" and expect.skippable else (False,)
         for skip in variants:
-            run = _library(reader, case, root, skip)
+            if reader in LIBRARY:
+                run = _library(reader, case, root, skip)
+            else:
+                assert work is not None
+                run = _command(reader, case, root, skip, work, checkpoint)
             try:
                 label = _check(expect, run, root, skip, reader)
             except AssertionError as exc:
@@ -227,3 +310,30 @@ def test_the_corpus_is_large_deterministic_and_named():
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.name)
 def test_every_case_through_the_library_readers(case, corpus_root):
     _through(LIBRARY, case, corpus_root)
+
+
+@pytest.mark.parametrize("case", SAMPLE, ids=lambda c: c.name)
+def test_a_sample_through_every_command(case, corpus_root, work, checkpoint):
+    _through(COMMANDS, case, corpus_root, work, checkpoint)
+
+
+def _asked_for_slow(config) -> bool:
+    expression = config.getoption("markexpr") or ""
+    return "slow" in expression and "not slow" not in expression
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in CORPUS if c not in SAMPLE], ids=lambda c: c.name)
+def test_the_whole_corpus_through_every_command(case, corpus_root, work, checkpoint, request):
+    if not _asked_for_slow(request.config):
+        pytest.skip("the whole corpus through every command: pytest -m slow (make test-slow)")
+    _through(COMMANDS, case, corpus_root, work, checkpoint)
+
+
+@pytest.mark.parametrize("folder", ["scans[/b]", "scans[bold]"])
+def test_a_message_with_square_brackets_is_printed_as_it_is(tmp_path, folder):
+    """Paths and transcriptions may hold square brackets; the CLI prints them as they are (a
+    '[/b]' read as markup raised MarkupError, a traceback; '[bold]' vanished)."""
+    from conftest import assert_one_line_error, run
+
+    assert_one_line_error(run("data", "check", tmp_path / folder / "set"), f"{folder}/set: data path not found")
