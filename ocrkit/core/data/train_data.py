@@ -19,7 +19,7 @@ from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_w
 from ocrkit.core.data.preload import preload_images
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.store_size import estimate_store_bytes
-from ocrkit.core.errors import OcrkitError
+from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.store.stats import EpochCacheStats
 from ocrkit.core.store.store import Store
 
@@ -100,11 +100,17 @@ class TrainData:
             prefetch_factor=data.prefetch_factor,
         )
         group: list[Batch] = []
-        for batch in loader:
-            group.append(batch)
-            if len(group) == train.accumulate:
-                yield group
-                group = []
+        try:
+            for batch in loader:
+                group.append(batch)
+                if len(group) == train.accumulate:
+                    yield group
+                    group = []
+        except RuntimeError as exc:
+            error = input_error_from_worker(exc)
+            if error is None:
+                raise
+            raise error from None
 
     def begin_epoch(self) -> None:
         if self.cache_stats is not None:
@@ -119,6 +125,19 @@ class TrainData:
     def close(self) -> None:
         if self.store is not None:
             self.store.flush_stats()
+
+
+def input_error_from_worker(error: RuntimeError) -> OcrkitError | None:
+    """The one-line error an input problem in a loader worker stands for (an image that changed or
+    vanished after the up-front check). Torch re-raises a worker's exception by calling its class
+    with the worker's traceback text; InputError takes a file and a message, so torch falls back
+    to a RuntimeError holding that text, whose last line is the original ``InputError: <message>``."""
+    text = str(error)
+    lines = [line for line in text.splitlines() if line.strip()]
+    prefix = f"{InputError.__module__}.{InputError.__name__}: "
+    if "Caught InputError" not in text or not lines or not lines[-1].startswith(prefix):
+        return None
+    return OcrkitError(lines[-1][len(prefix) :])
 
 
 def steps_per_epoch(n_samples: int, batch_size: int, accumulate: int = 1) -> int:
