@@ -39,6 +39,7 @@ SAMPLE = sample_cases(CORPUS, CLI_SAMPLE, SEED)
 
 LIBRARY = ("load_dataset", "load_image_paths", "evaluate_dirs")
 COMMANDS = ("data check", "train", "eval", "maps precompute", "predict", "eval files")
+OUTCOMES = {"error", "skipped", "warn", "ok"}  # what _check reports for a run it accepted
 READS = {  # which of a case's expectations each reader follows
     "load_dataset": "data",
     "load_image_paths": "images",
@@ -266,8 +267,13 @@ def _check(expect: Expect, run: Run, root: Path, skip: bool, reader: str) -> str
     return "ok"
 
 
-def _through(readers, case: Case, corpus_root: Path, work: Path | None = None, checkpoint: Path | None = None):
+def _through(
+    readers, case: Case, corpus_root: Path, work: Path | None = None, checkpoint: Path | None = None
+) -> list[str]:
+    """Run ``case`` through each reader that has an expectation for it; every run is checked
+    against the expectation (``_check``). Returns the outcome of each run."""
     root = corpus_root / case.name
+    outcomes: list[str] = []
     for reader in readers:
         expect: Expect | None = getattr(case, READS[reader])
         if expect is None:
@@ -287,6 +293,8 @@ def _through(readers, case: Case, corpus_root: Path, work: Path | None = None, c
                 ) from None
             TABLE[(case.kind, reader)][label] += 1
             RAN["library" if reader in LIBRARY else "commands"].add(case.name)
+            outcomes.append(label)
+    return outcomes
 
 
 # ---------------------------------------------------------------- the tests
@@ -309,12 +317,14 @@ def test_the_corpus_is_large_deterministic_and_named():
 
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.name)
 def test_every_case_through_the_library_readers(case, corpus_root):
-    _through(LIBRARY, case, corpus_root)
+    outcomes = _through(LIBRARY, case, corpus_root)
+    assert outcomes and set(outcomes) <= OUTCOMES, (case.name, outcomes)
 
 
 @pytest.mark.parametrize("case", SAMPLE, ids=lambda c: c.name)
 def test_a_sample_through_every_command(case, corpus_root, work, checkpoint):
-    _through(COMMANDS, case, corpus_root, work, checkpoint)
+    outcomes = _through(COMMANDS, case, corpus_root, work, checkpoint)
+    assert outcomes and set(outcomes) <= OUTCOMES, (case.name, outcomes)
 
 
 def _asked_for_slow(config) -> bool:
@@ -327,7 +337,8 @@ def _asked_for_slow(config) -> bool:
 def test_the_whole_corpus_through_every_command(case, corpus_root, work, checkpoint, request):
     if not _asked_for_slow(request.config):
         pytest.skip("the whole corpus through every command: pytest -m slow (make test-slow)")
-    _through(COMMANDS, case, corpus_root, work, checkpoint)
+    outcomes = _through(COMMANDS, case, corpus_root, work, checkpoint)
+    assert outcomes and set(outcomes) <= OUTCOMES, (case.name, outcomes)
 
 
 @pytest.mark.parametrize("folder", ["scans[/b]", "scans[bold]"])
