@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - an older typer on the real click
     from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
 
 from ocrkit.core.errors import OcrkitError
+from ocrkit.core.ranks import rank_prefix
 
 if TYPE_CHECKING:
     from ocrkit.core.config import OcrkitConfig
@@ -56,7 +57,7 @@ class OcrkitGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except OcrkitError as err:
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(rank_prefix() + str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except ClickException as err:  # parsing a command's arguments
             _usage_error(err)
@@ -75,7 +76,7 @@ def _usage_error(err: ClickException) -> Any:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(rank_prefix() + str(message))}", soft_wrap=True)
 
 
 def install_warning_format() -> None:

@@ -78,11 +78,12 @@ def eval_command(
         raise OcrkitError(
             "--checkpoint evaluates a model on --data; --gt-dir/--pred-dir score existing files: pick one"
         )
-    from ocrkit.core.engine.eval_job import evaluate_checkpoint, load_for_inference  # torch: only here
+    from ocrkit.core.engine.eval_job import run_evaluation  # torch: only here
 
     flags = flag_values(data__val=data, train__device=device, data__skip_bad=skip_bad)
-    loaded = load_for_inference(checkpoint, config, set_, flags, weights)
-    metrics, out_dir = evaluate_checkpoint(loaded, out, name, progress=not json_out)
-    print_metrics(metrics, json_out, title=f"{checkpoint} on {loaded.cfg.data.val}")
+    outcome = run_evaluation(checkpoint, config, set_, flags, weights, out, name, progress=not json_out)
+    if not outcome.main_process:
+        return  # under torchrun, rank 0 reports
+    print_metrics(outcome.metrics, json_out, title=f"{checkpoint} on {outcome.data}")
     if not json_out:
-        err_console.print(f"predictions, per-image JSON and overlays: {out_dir}", soft_wrap=True)
+        err_console.print(f"predictions, per-image JSON and overlays: {outcome.out_dir}", soft_wrap=True)

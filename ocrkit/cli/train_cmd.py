@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ocrkit.cli.common import ConfigOption, SetOption, SkipBadOption, out_console, resolve_config
+from ocrkit.core.engine.launch import Launch, launch, strip_launcher_options
 from ocrkit.core.errors import OcrkitError
+from ocrkit.core.ranks import RankLayout, under_torchrun
 
 
 def train_command(
@@ -45,9 +48,25 @@ def train_command(
     ] = None,
     skip_bad: SkipBadOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Train in this many processes per machine (one per GPU; on CPU, gloo): starts torchrun."
+        ),
+    ] = None,
+    nodes: Annotated[int, typer.Option(min=1, help="With --devices: machines in the job (torchrun --nnodes).")] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, help="With --devices: this machine's index (0 = master).")] = 0,
+    master_addr: Annotated[
+        str | None, typer.Option(help="With --devices and --nodes > 1: the address of machine 0.")
+    ] = None,
+    master_port: Annotated[int, typer.Option(min=1, max=65535, help="With --master-addr: its port.")] = 29500,
     set_: SetOption = None,
 ) -> None:
     """Train a DBNet detector; writes runs/train/<name> (config, checkpoints, metrics, TensorBoard)."""
+    if devices is not None:
+        launch_processes(Launch(devices, nodes, node_rank, master_addr, master_port))
+    elif nodes > 1 or master_addr is not None:
+        raise OcrkitError("--nodes, --node-rank and --master-addr go with --devices (processes per machine)")
     from ocrkit.core.engine.train_job import resolve_resume, run_training  # torch: only when used
 
     if resume is not None and init_from is not None:
@@ -73,6 +92,8 @@ def train_command(
         train__profile_trace_steps=profile_trace,
     )
     result = run_training(cfg, name, resume, init_from, overfit_batches, quiet=cfg.log.quiet)
+    if not RankLayout.from_env().is_main:
+        return  # under torchrun, rank 0 reports
     state = result.state
     out_console.print(f"run directory: {result.run_dir}")
     if result.last_losses:
@@ -93,3 +114,10 @@ def train_command(
             "predict:   " + f"ocrkit predict --checkpoint {result.best_checkpoint} IMAGE...", soft_wrap=True
         )
     out_console.print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tb'}", soft_wrap=True)
+
+
+def launch_processes(where: Launch) -> None:
+    """Run this same command (without the launcher's options) under torchrun; exit with its code."""
+    if under_torchrun():
+        raise OcrkitError("--devices starts torchrun; under torchrun (or --devices's own processes) leave it out")
+    raise typer.Exit(launch(where, strip_launcher_options(sys.argv[1:])))

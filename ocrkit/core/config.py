@@ -250,6 +250,16 @@ class TrainConfig(Section):
         0, ge=0, description="torch.profiler trace of this many steps (0: none), written to <run>/profile"
     )
     profile_trace_start: int = Field(5, ge=1, description="the first traced step (after warm-up)")
+    sync_bn: bool = Field(
+        False,
+        description="with several processes, BatchNorm statistics over the global batch (torch's "
+        "SyncBatchNorm; CUDA only) instead of each process's own micro-batch",
+    )
+    scale_lr: bool = Field(
+        False,
+        description="with several processes, multiply lr by the number of processes (the linear scaling "
+        "rule: lr is set for one process's batch of batch_size x accumulate images)",
+    )
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -337,6 +347,21 @@ class CacheConfig(Section):
         return parse_bytes(value)
 
 
+class DistConfig(Section):
+    """``dist``: how the processes of a distributed run (torchrun) talk to each other."""
+
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend; auto: nccl when the processes use CUDA, else gloo"
+    )
+    timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="how long a process waits for the others at a collective before it stops with an error "
+        "(a rank that died or hangs; the longest wait in a healthy run is rank 0 writing a checkpoint or "
+        "validation outputs)",
+    )
+
+
 class LogConfig(Section):
     """``log``: where run directories go and what is written to them."""
 
@@ -384,6 +409,7 @@ class OcrkitConfig(BaseSettings):
     train: TrainConfig = TrainConfig()
     health: HealthConfig = HealthConfig()
     cache: CacheConfig = CacheConfig()
+    dist: DistConfig = DistConfig()
     log: LogConfig = LogConfig()
 
     @classmethod

@@ -70,3 +70,8 @@ def cpu_summary() -> str:
     """One line for tables and logs: model, cores, and the features present."""
     present = [name for name, on in cpu_features().items() if on]
     return f"{cpu_model()}, {os.cpu_count()} cores, {' '.join(present) or 'no AVX2'}"
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -8,7 +8,6 @@ resumed in the middle of an epoch all see exactly the data an uninterrupted run 
 from __future__ import annotations
 
 import math
-import os
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from ocrkit.core.data.cached import ImageLayer, MapsLayer
 from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps
+from ocrkit.core.machine import available_cpus
 from ocrkit.core.store.store import Store
 
 
@@ -183,7 +183,7 @@ def default_workers(cpus: int | None = None) -> int:
     needs the workers.
     """
     if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = available_cpus()
     return max(0, min(8, cpus - 1))
 
 

@@ -15,11 +15,17 @@ import torch
 
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.cached import ImageLayer, open_data_store
-from ocrkit.core.data.dataset import TrainDataset, build_train_loader, default_workers, pin_memory_for
+from ocrkit.core.data.dataset import (
+    TrainDataset,
+    build_train_loader,
+    default_workers,
+    pin_memory_for,
+)
 from ocrkit.core.data.preload import preload_images
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.store_size import estimate_store_bytes
 from ocrkit.core.errors import InputError, OcrkitError
+from ocrkit.core.machine import available_cpus
 from ocrkit.core.store.stats import EpochCacheStats
 from ocrkit.core.store.store import Store
 
@@ -29,11 +35,12 @@ Batch = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class Shard:
     """Which part of every epoch this process trains on: rank ``rank`` of ``world_size`` takes
-    every ``world_size``-th sample of the epoch's order (data/dataset.py ``EpochSampler``). One
-    process: rank 0 of 1."""
+    every ``world_size``-th sample of the epoch's order (data/dataset.py ``EpochSampler``), and
+    its machine's cores are shared by ``local_world_size`` processes. One process: rank 0 of 1."""
 
     rank: int = 0
     world_size: int = 1
+    local_world_size: int = 1
 
 
 class TrainData:
@@ -89,7 +96,7 @@ class TrainData:
         loader = build_train_loader(
             self.dataset,
             train.batch_size,
-            default_workers() if data.num_workers is None else data.num_workers,
+            self.workers(),
             train.seed,
             epoch,
             skip_batches=batches_done,
@@ -112,6 +119,13 @@ class TrainData:
                 raise
             raise error from None
 
+    def workers(self) -> int:
+        """``data.num_workers``; unset: ``default_workers`` of this process's share of the
+        machine's cores (each of the machine's training processes runs its own loader)."""
+        if self.cfg.data.num_workers is not None:
+            return self.cfg.data.num_workers
+        return default_workers(max(1, available_cpus() // self.shard.local_world_size))
+
     def begin_epoch(self) -> None:
         if self.cache_stats is not None:
             self.cache_stats.begin()
@@ -121,6 +135,12 @@ class TrainData:
         if self.cache_stats is None:
             return {}, None, []
         return self.cache_stats.end(epoch)
+
+    def flush_stats(self) -> None:
+        """Add this process's pending store counts to the persisted ones (other processes
+        sharing the store read them there)."""
+        if self.store is not None:
+            self.store.finish()
 
     def close(self) -> None:
         if self.store is not None:

@@ -2,6 +2,9 @@
 
 The config starts from the checkpoint's own (the one it was trained with); the user's TOML, env,
 flags and --set apply on top, except that the architecture must stay the checkpoint's.
+
+``ocrkit eval`` also runs as a torchrun job: each rank evaluates its share of the batches and rank
+0 writes the outputs (engine/inference.py ``evaluate_model``). ``predict`` runs in one process.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from ocrkit.core.data.cached import open_data_store
 from ocrkit.core.data.formats import load_dataset, load_image_paths
 from ocrkit.core.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights
 from ocrkit.core.engine.device import resolve_device
+from ocrkit.core.engine.distributed import Distributed, distributed_session
 from ocrkit.core.engine.inference import ImagePrediction, evaluate_model, predict_files
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBNet, build_model
+from ocrkit.core.ranks import RankLayout
 
 
 @dataclass
@@ -31,10 +36,48 @@ class LoadedModel:
     device: torch.device
 
 
+@dataclass
+class EvalOutcome:
+    metrics: DetectionMetrics
+    out_dir: Path
+    data: str
+    main_process: bool  # rank 0 (the one process that reports) or a single process
+
+
+def run_evaluation(
+    checkpoint: Path,
+    config_file: Path | None,
+    sets: list[str] | None,
+    flags: dict[str, Any],
+    weights: str = "raw",
+    out_dir: Path | None = None,
+    name: str = "exp",
+    progress: bool = False,
+) -> EvalOutcome:
+    """``ocrkit eval --checkpoint``: in one process, or as one rank of a torchrun job."""
+    state, cfg = _inference_state(checkpoint, config_file, sets, flags, weights)
+    with distributed_session(cfg.dist, cfg.train.device) as dist:
+        loaded = _build(state, cfg, checkpoint, dist.device)
+        metrics, out = evaluate_checkpoint(loaded, out_dir, name, progress and dist.is_main, dist)
+    return EvalOutcome(metrics, out, str(cfg.data.val), dist.is_main)
+
+
 def load_for_inference(
     checkpoint: Path, config_file: Path | None, sets: list[str] | None, flags: dict[str, Any], weights: str = "raw"
 ) -> LoadedModel:
     """``weights``: "raw" (the trained model) or "ema" (its moving average, if it was kept)."""
+    state, cfg = _inference_state(checkpoint, config_file, sets, flags, weights)
+    return _build(state, cfg, checkpoint, resolve_device(cfg.train.device))
+
+
+def refuse_several_processes(command: str) -> None:
+    if RankLayout.from_env().distributed:
+        raise OcrkitError(f"ocrkit {command} runs in one process: start it without torchrun")
+
+
+def _inference_state(
+    checkpoint: Path, config_file: Path | None, sets: list[str] | None, flags: dict[str, Any], weights: str
+) -> tuple[dict[str, Any], OcrkitConfig]:
     state = load_checkpoint(checkpoint)
     if weights == "ema":
         if "ema" not in state:
@@ -43,15 +86,21 @@ def load_for_inference(
     elif weights != "raw":
         raise OcrkitError(f"--weights {weights!r}: expected raw or ema")
     base = checkpoint_config(state, checkpoint).model_dump(mode="json")
-    cfg = load_config(config_file, sets, flags, base=base)
-    device = resolve_device(cfg.train.device)
+    return state, load_config(config_file, sets, flags, base=base)
+
+
+def _build(state: dict[str, Any], cfg: OcrkitConfig, checkpoint: Path, device: torch.device) -> LoadedModel:
     model = build_model(cfg.model)
     load_weights(model, state, checkpoint, cfg.model)
     return LoadedModel(model.to(device).eval(), cfg, device)
 
 
 def evaluate_checkpoint(
-    loaded: LoadedModel, out_dir: Path | None, name: str = "exp", progress: bool = False
+    loaded: LoadedModel,
+    out_dir: Path | None,
+    name: str = "exp",
+    progress: bool = False,
+    dist: Distributed | None = None,
 ) -> tuple[DetectionMetrics, Path]:
     cfg = loaded.cfg
     if cfg.data.val is None:
@@ -59,7 +108,8 @@ def evaluate_checkpoint(
     samples = load_dataset(cfg.data.val, cfg.data.skip_bad).samples
     if not samples:
         raise InputError(cfg.data.val, "the evaluation set is empty (no images with ground truth)")
-    out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "eval", name)
+    dist = dist or Distributed(device=loaded.device)
+    out = Path(out_dir) if out_dir else dist.made_by_main(lambda: create_run_dir(cfg.log.dir, "eval", name))
     metrics = evaluate_model(
         loaded.model,
         samples,
@@ -71,6 +121,7 @@ def evaluate_checkpoint(
         overlays=cfg.train.overlays,
         progress=progress,
         store=open_data_store(cfg.cache),
+        dist=dist,
     )
     return metrics, out
 
@@ -87,6 +138,7 @@ def expand_images(inputs: list[Path], skip_bad: bool = False) -> list[Path]:
 def predict_images(
     loaded: LoadedModel, images: list[Path], out_dir: Path | None, name: str = "exp", progress: bool = False
 ) -> tuple[list[ImagePrediction], Path]:
+    refuse_several_processes("predict")
     cfg = loaded.cfg
     paths = expand_images(images, cfg.data.skip_bad)
     out = Path(out_dir) if out_dir else create_run_dir(cfg.log.dir, "predict", name)

@@ -235,10 +235,14 @@ class HealthGuard:
     saving the weights and the batch; the epoch's health line and scalars.
 
     Diagnostics go to ``<run>/diagnostics/<kind>_step<N>.json`` with the recent steps' records.
+    With several processes every rank reaches the same verdicts (their gradients are identical)
+    and only the one with ``writes_files`` (rank 0) writes them, except a non-finite loss, which
+    the rank that met it writes.
     """
 
-    def __init__(self, cfg: HealthConfig, run_dir: Path, precision: str, uses_scaler: bool):
+    def __init__(self, cfg: HealthConfig, run_dir: Path, precision: str, uses_scaler: bool, writes_files: bool = True):
         self.cfg, self.run_dir, self.precision, self.uses_scaler = cfg, run_dir, precision, uses_scaler
+        self.writes_files = writes_files
         self.monitor = HealthMonitor(cfg, uses_scaler)
         self._warned_this_epoch: set[str] = set()
 
@@ -292,22 +296,26 @@ class HealthGuard:
         scale: float,
         model: torch.nn.Module,
         poisoned: list[str] | None = None,
+        writes_files: bool = False,
     ) -> NoReturn:
         """Save the untouched weights and the batch beside a diagnostic, and stop. ``poisoned``:
-        the samples whose input (image or maps) already held inf/NaN."""
+        the samples whose input (image or maps) already held inf/NaN. ``writes_files``: this
+        process writes them even if it is not the one that writes the others (the rank that
+        met the loss)."""
         values = {k: float(v.detach()) for k, v in terms.items()}
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
         poisoned = poisoned or []
         info = {"loss_terms": values, "lr": lr, "scale": scale, "samples": stems, "nonfinite_input": poisoned}
-        path = self.write_diagnostic("nonfinite_loss", step, info)
-        save_checkpoint(
-            path.with_suffix(".pt"),
-            {
-                "model": model.state_dict(),
-                "batch": {k: v.cpu() for k, v in batch.items()},
-                **info,
-            },
-        )
+        path = self.write_diagnostic("nonfinite_loss", step, info, force=writes_files)
+        if self.writes_files or writes_files:
+            save_checkpoint(
+                path.with_suffix(".pt"),
+                {
+                    "model": model.state_dict(),
+                    "batch": {k: v.cpu() for k, v in batch.items()},
+                    **info,
+                },
+            )
         self.monitor.reported.append(f"step {step}: non-finite loss ({shown})")
         if poisoned:
             where = f"non-finite values in the input of samples {_first(poisoned)}"
@@ -371,8 +379,14 @@ class HealthGuard:
             f"diagnostic saved to {path}"
         )
 
-    def write_diagnostic(self, kind: str, step: int, info: dict) -> Path:
-        path = self.run_dir / "diagnostics" / f"{kind}_step{step:07d}.json"
+    def diagnostic_path(self, kind: str, step: int) -> Path:
+        return self.run_dir / "diagnostics" / f"{kind}_step{step:07d}.json"
+
+    def write_diagnostic(self, kind: str, step: int, info: dict, force: bool = False) -> Path:
+        """Write (on the process that writes files, or with ``force``) and return the path."""
+        path = self.diagnostic_path(kind, step)
+        if not (self.writes_files or force):
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         recent = [asdict(h) for h in self.monitor.run.records[-self.cfg.window :]]
         body = {"step": step, "precision": self.precision, **info, "recent_steps": recent}

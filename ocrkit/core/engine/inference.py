@@ -34,8 +34,9 @@ from ocrkit.core.data.cached import TensorLayer
 from ocrkit.core.data.formats import write_predictions
 from ocrkit.core.data.image import load_image, normalize_on_device
 from ocrkit.core.data.sample import Sample
+from ocrkit.core.engine.distributed import Distributed
 from ocrkit.core.errors import OcrkitError
-from ocrkit.core.geometry.metric import DetectionMetrics, ImageResult, evaluate
+from ocrkit.core.geometry.metric import DetectionMetrics, ImageResult, combine, evaluate_image
 from ocrkit.core.geometry.postprocess import Detection, detect_text
 from ocrkit.core.geometry.transform import ResizeTransform
 from ocrkit.core.progress import track
@@ -242,24 +243,45 @@ def evaluate_model(
     overlays: int = 0,
     progress: bool = False,
     store: Store | None = None,
+    dist: Distributed | None = None,
 ) -> DetectionMetrics:
     """ICDAR-2015 metrics of ``model`` on ``samples`` (ground truth in original coordinates).
 
     With ``out_dir``: ``res_<stem>.txt`` (with scores; ``evaluate_dirs`` on them gives these same
     metrics), ``json/<stem>.json`` per image, ``metrics.json``, and ``overlays/<stem>.png`` for
     the first ``overlays`` samples.
+
+    With several processes (``dist``): each rank predicts and scores every ``world_size``-th of
+    the batches one process would make (so every image is predicted beside the same batch-mates),
+    the per-image results and counts are gathered, and rank 0 alone writes the outputs. Every
+    rank returns the metrics, equal to a one-process evaluation's: the same per-image results,
+    summed in the same order.
     """
     _require_unique_stems([s.image_path for s in samples])
+    dist = dist or Distributed()
     by_stem = {s.stem: s for s in samples}
-    predicted = predict_batches(
-        model, [s.image_path for s in samples], data_cfg, post_cfg, device, batch_size, progress, store=store
-    )
-    predictions = {p.stem: p for p in predicted}
-    gt = {s.stem: (s.polygons, s.ignore) for s in samples}
-    metrics = evaluate(gt, {stem: [d.polygon for d in p.detections] for stem, p in predictions.items()})
-    if out_dir is not None:
+    mine = own_batches(samples, batch_size, dist.rank, dist.world_size)
+    paths = [s.image_path for s in mine]
+    shown = progress and dist.is_main
+    predicted = predict_batches(model, paths, data_cfg, post_cfg, device, batch_size, shown, store=store)
+    scored = {p.stem: (p, _score(by_stem[p.stem], p)) for p in predicted}
+    for part in dist.gather_objects(scored) if dist.enabled else []:
+        scored.update(part)
+    predictions = {s.stem: scored[s.stem][0] for s in samples}
+    metrics = combine({s.stem: scored[s.stem][1] for s in samples})
+    if out_dir is not None and dist.is_main:
         _write_evaluation(Path(out_dir), metrics, predictions, by_stem, overlays)
     return metrics
+
+
+def own_batches(samples: Sequence[Sample], batch_size: int, rank: int, world_size: int) -> list[Sample]:
+    """The samples of batches ``rank``, ``rank + world_size``, ... of the one-process batching."""
+    chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+    return [sample for chunk in chunks[rank::world_size] for sample in chunk]
+
+
+def _score(sample: Sample, prediction: ImagePrediction) -> ImageResult:
+    return evaluate_image(sample.polygons, sample.ignore, [d.polygon for d in prediction.detections])
 
 
 def _write_evaluation(

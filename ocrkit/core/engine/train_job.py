@@ -17,7 +17,7 @@ from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.data.train_data import TrainData
 from ocrkit.core.engine.checkpoint import load_checkpoint
-from ocrkit.core.engine.device import resolve_device
+from ocrkit.core.engine.distributed import distributed_session
 from ocrkit.core.engine.probe import decision_document, resolve_precision
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.engine.trainer import Trainer, TrainResult
@@ -115,25 +115,33 @@ def run_training(
     overfit_batches: int = 0,
     quiet: bool = False,
 ) -> TrainResult:
+    """Train in this process, or as one rank of a torchrun job (engine/distributed.py): every
+    rank reads the data and the checkpoint; rank 0 makes the run directory, chooses the
+    precision and writes the config, and the others follow its choices."""
     if resume and init_from:
         raise OcrkitError("--resume continues a run; --init-from starts a new one from weights: pick one")
-    device = resolve_device(cfg.train.device)
-    plan = plan_data(cfg, overfit_batches, progress=not quiet)
-    resume_state = init_state = None
-    if resume:
-        checkpoint, run_dir = resolve_resume(resume)
-        remove_stale_temps(run_dir)  # half-written checkpoints and logs of a killed process
-        resume_state = (load_checkpoint(checkpoint), checkpoint)
-    else:
-        run_dir = create_run_dir(cfg.log.dir, "train", name)
-        if init_from:
-            init_state = (load_checkpoint(init_from), Path(init_from))
-    progress = TrainProgress(enabled=not quiet, log_every=cfg.train.log_every)
-    choose_precision(plan.cfg, device, run_dir, progress)
-    save_config(plan.cfg, run_dir / "config.toml")  # with the precision the run really uses
-    data = TrainData(plan.cfg, plan.train, plan.val, say=progress.message)
-    trainer = Trainer(plan.cfg, run_dir, data, device, resume_state, init_state, progress)
-    return trainer.fit()
+    with distributed_session(cfg.dist, cfg.train.device) as dist:
+        with dist.local_main_first():  # one process per machine renders the built-in set
+            plan = plan_data(cfg, overfit_batches, progress=not quiet and dist.is_main)
+        resume_state = init_state = None
+        if resume:
+            checkpoint, run_dir = resolve_resume(resume)
+            if dist.is_main:
+                remove_stale_temps(run_dir)  # half-written checkpoints and logs of a killed process
+            resume_state = (load_checkpoint(checkpoint), checkpoint)
+        else:
+            run_dir = dist.made_by_main(lambda: create_run_dir(cfg.log.dir, "train", name))
+            if init_from:
+                init_state = (load_checkpoint(init_from), Path(init_from))
+        progress = TrainProgress(enabled=not quiet and dist.is_main, log_every=cfg.train.log_every)
+        if dist.is_main:
+            choose_precision(plan.cfg, dist.device, run_dir, progress)
+            save_config(plan.cfg, run_dir / "config.toml")  # with the precision the run really uses
+        plan.cfg.train.precision = dist.broadcast_object(plan.cfg.train.precision)
+        data = TrainData(plan.cfg, plan.train, plan.val, shard=dist.shard, say=progress.message)
+        trainer = Trainer(plan.cfg, run_dir, data, dist.device, resume_state, init_state, progress, dist)
+        progress.message(trainer.global_batch_line())
+        return trainer.fit()
 
 
 def choose_precision(cfg: OcrkitConfig, device, run_dir: Path, progress: TrainProgress) -> None:

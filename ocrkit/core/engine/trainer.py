@@ -14,13 +14,18 @@ with one it is an overflow: the step is skipped and the scale goes down); the mo
 checks stop or warn per ``health.action``. A checkpoint is never written from non-finite weights:
 the last good ``last.pt``/``best.pt`` stay as they were.
 
-Several processes (distributed training) would differ from one process in three places only:
-the data's ``Shard`` (which samples this rank trains on), ``build_callbacks(main_process=...)``
-(logs and progress on rank 0) and ``Trainer.save`` (checkpoints written by rank 0).
+Several processes (torchrun, docs/distributed.md): the model is wrapped in DistributedDataParallel,
+which averages the gradients in backward (skipped with ``no_sync`` on all but the last micro-batch
+of an accumulated step). Each rank trains its ``Shard`` of every epoch; the ranks compare their
+losses every micro-batch, so a non-finite loss anywhere stops every rank; the gradients, and so
+the scaler's and the health monitor's verdicts, are identical on every rank after the all-reduce.
+Rank 0 alone logs, shows progress and writes checkpoints, after every rank took its BatchNorm
+statistics. With one process none of this runs: ``Distributed``'s collectives are no-ops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -38,13 +43,14 @@ from ocrkit.core.data.train_data import Batch, TrainData
 from ocrkit.core.engine.budget import BudgetCosts, TimeBudget
 from ocrkit.core.engine.callbacks import StepReport, build_callbacks
 from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
+from ocrkit.core.engine.distributed import Distributed, fingerprint
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthGuard, HealthStop, HealthSummary, StepHealth, UpdateProbe
 from ocrkit.core.engine.inference import evaluate_model
 from ocrkit.core.engine.precision import PrecisionPolicy, StepOutcome
 from ocrkit.core.engine.probe import resolve_precision
-from ocrkit.core.engine.schedule import build_optimizer, build_scheduler
-from ocrkit.core.errors import InputError
+from ocrkit.core.engine.schedule import build_optimizer, build_scheduler, reschedule
+from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBLoss, build_model
 from ocrkit.core.progress import TrainProgress
@@ -67,6 +73,7 @@ class TrainState:
     planned_steps: int | None = None  # the time budget's plan, once made: the schedule ends here
     planned_warmup: int | None = None
     validation_s: float = 0.0  # the last validation pass's wall time (the budget's stop rule needs it)
+    world_size: int = 1  # training processes: the step counters and the data order are per world size
 
 
 @dataclass
@@ -123,11 +130,14 @@ class Trainer:
         resume_state: tuple[dict[str, Any], Path] | None = None,
         init_state: tuple[dict[str, Any], Path] | None = None,
         progress: TrainProgress | None = None,
+        dist: Distributed | None = None,
     ):
         self.cfg, self.run_dir, self.data, self.device = cfg, run_dir, data, device
+        self.dist = dist or Distributed(device=device)
         progress = progress or TrainProgress(enabled=False)
-        self.callbacks, self.profiler = build_callbacks(cfg, run_dir, device, progress)
-        self.interactive = progress.interactive  # validation shows its own bar only on a terminal
+        self.callbacks, self.profiler = build_callbacks(cfg, run_dir, device, progress, self.dist.is_main)
+        # validation shows its own bar only on a terminal, and only rank 0's
+        self.interactive = progress.interactive and self.dist.is_main
         torch.manual_seed(cfg.train.seed)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
@@ -136,6 +146,7 @@ class Trainer:
         self.model = build_model(cfg.model).to(device, memory_format=self.memory_format)  # type: ignore[call-overload]
         if init_state is not None:
             load_weights(self.model, init_state[0], init_state[1], cfg.model)
+        self.net = self._wrap_for_processes(self.model)  # what the training forward runs through
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
         # `ocrkit train` resolves (and reports) an auto precision before; benches build trainers directly
         if cfg.train.precision == "auto":
@@ -148,14 +159,21 @@ class Trainer:
         self.steps_per_epoch = data.steps_per_epoch
         self.nominal_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
         self.set_total_steps(self.nominal_steps)
-        self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
+        self.optimizer = build_optimizer(self.model.parameters(), self._train_settings())
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total_steps)
-        self.guard = HealthGuard(cfg.health, run_dir, cfg.train.precision, uses_scaler=self.policy.scaler is not None)
+        self.guard = HealthGuard(
+            cfg.health,
+            run_dir,
+            cfg.train.precision,
+            uses_scaler=self.policy.scaler is not None,
+            writes_files=self.dist.is_main,
+        )
         self.update_probe = UpdateProbe(self.model, cfg.health.track_updates)
         self.ema = ModelEma(self.model, cfg.train.ema) if cfg.train.ema.enabled else None
         self.budget = TimeBudget(cfg.train, has_validation=bool(data.val))
         self.result = TrainResult(run_dir, TrainState(), cfg.train.precision, self.policy.scaler is not None)
         self.state = self.result.state
+        self.state.world_size = self.dist.world_size
         self.resumed = resume_state is not None
         if resume_state is not None:
             self.load_state_dict(*resume_state)
@@ -164,6 +182,67 @@ class Trainer:
         self.checkpoint_s = 0.0  # what the last checkpoint write cost (the budget plans with it)
         self._tick = self._clock_start  # when the previous step ended (a step's time includes its data wait)
         self._steps_this_epoch = 0
+
+    # ------------------------------------------------------------------ several processes
+    def _wrap_for_processes(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DistributedDataParallel around the model (SyncBatchNorm first with ``train.sync_bn``);
+        the model itself with one process. ``self.model`` stays the plain module: checkpoints,
+        the EMA and validation use it."""
+        if not self.dist.enabled:
+            return model
+        if self.cfg.train.sync_bn:
+            if self.device.type != "cuda":
+                raise OcrkitError(
+                    "train.sync_bn needs CUDA: torch's SyncBatchNorm does not run on CPU; set train.sync_bn = false"
+                )
+            self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    def _train_settings(self) -> Any:
+        """``train`` with the learning rate this run uses: times the number of processes with
+        ``train.scale_lr`` (the linear scaling rule), else as configured."""
+        train = self.cfg.train
+        if not (train.scale_lr and self.dist.enabled):
+            return train
+        return train.model_copy(update={"lr": train.lr * self.dist.world_size})
+
+    def _gradient_sync(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
+        if self.net is self.model or last_micro_batch:
+            return contextlib.nullcontext()
+        return self.net.no_sync()  # type: ignore[operator]  # DistributedDataParallel
+
+    def _losses_of_all_ranks(
+        self, values: list[float], terms: dict[str, torch.Tensor], batch: Batch, lr: float
+    ) -> list[float]:
+        """This micro-batch's losses averaged over the ranks (what the global batch scored); a
+        non-finite loss on any rank stops every rank, the first such rank writing the diagnostic."""
+        if not self.dist.enabled:
+            if not all(math.isfinite(v) for v in values):
+                self._stop_on_nonfinite_loss(terms, batch, lr)
+            return values
+        ranks = self.dist.gather_floats(values)
+        bad = [r for r, row in enumerate(ranks) if not all(math.isfinite(v) for v in row)]
+        if bad and bad[0] == self.dist.rank:
+            self._stop_on_nonfinite_loss(terms, batch, lr, writes_files=True)
+        if bad:
+            path = self.guard.diagnostic_path("nonfinite_loss", self.state.step + 1)
+            raise HealthStop(
+                f"rank {bad[0]} met a non-finite loss at step {self.state.step + 1}: every rank stops "
+                f"(its diagnostic: {path})"
+            )
+        return [sum(column) / len(ranks) for column in zip(*ranks, strict=True)]
+
+    def global_batch_line(self) -> str:
+        """How many images one optimizer step takes, and the learning rate it uses."""
+        train, world = self.cfg.train, self.dist.world_size
+        lr = self.optimizer.param_groups[0].get("initial_lr", self.optimizer.param_groups[0]["lr"])
+        scaled = f" (train.scale_lr: {train.lr:g} x {world} processes)" if lr != train.lr else ""
+        return (
+            f"global batch {train.batch_size * world * train.accumulate} = {train.batch_size} per process x "
+            f"{world} process{'es' if world > 1 else ''} x {train.accumulate} micro-batch"
+            f"{'es' if train.accumulate > 1 else ''}; lr {lr:g}{scaled}"
+        )
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
@@ -202,6 +281,7 @@ class Trainer:
                     self.result.last_metrics, self.result.last_ema_metrics = self.validate()
                 self.log_epoch_cache()  # after validation, whose tensor lookups count too
                 self.budget.at_epoch_end(self)
+                self._follow_rank0_budget()
                 if self.checkpoint_due():
                     self.save("last.pt")
         except HealthStop as stop:
@@ -217,20 +297,23 @@ class Trainer:
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         totals = dict.fromkeys(LOSS_TAGS, 0.0)
-        for batch in micro_batches:
+        for i, batch in enumerate(micro_batches):
             batch = batch_to_device(batch, self.device, self.cfg.data)
-            with self.policy.autocast():
-                outputs = self.model(batch["image"].contiguous(memory_format=self.memory_format))
+            # several processes: gradients are averaged across ranks once per optimizer step, in
+            # the last micro-batch's backward; the others only accumulate locally
+            last = i == len(micro_batches) - 1
+            with self._gradient_sync(last), self.policy.autocast():
+                outputs = self.net(batch["image"].contiguous(memory_format=self.memory_format))
             self.callbacks.stage("forward")  # the host-to-device copy counts as forward
             terms = self.loss_fn(outputs, batch)  # float32 whatever autocast did
             self.callbacks.stage("loss")
-            self.policy.backward(terms["loss"], micro_batches=len(micro_batches))
+            with self._gradient_sync(last):
+                self.policy.backward(terms["loss"], micro_batches=len(micro_batches))
             # One host sync per micro-batch, after backward is queued, so that on a GPU the host
             # does not wait between forward and backward. A non-finite loss still stops the run
             # before any optimizer step: the weights saved in the diagnostic are untouched.
             values = torch.stack([terms[k].detach() for k in LOSS_TAGS]).tolist()
-            if not all(math.isfinite(v) for v in values):
-                self._stop_on_nonfinite_loss(terms, batch, lr)
+            values = self._losses_of_all_ranks(values, terms, batch, lr)
             for k, v in zip(LOSS_TAGS, values, strict=True):
                 totals[k] += v / len(micro_batches)
             self.callbacks.stage("backward")
@@ -240,7 +323,7 @@ class Trainer:
             self._stop_on_nonfinite_grad(totals, micro_batches, lr, outcome)
         update_ratio = self.update_probe.after_step()  # raw model, before the EMA moves
         self.state.step += 1
-        images = sum(b["image"].shape[0] for b in micro_batches)
+        images = sum(b["image"].shape[0] for b in micro_batches) * self.dist.world_size  # the global batch
         return _StepTaken(totals, lr, outcome, update_ratio, images, started)
 
     def after_step(self, step: _StepTaken, batches: int) -> None:
@@ -270,6 +353,7 @@ class Trainer:
         self.result.last_losses = step.losses
         self.callbacks.step_end(StepReport(self.state.step, self.state.epoch, step.losses, values, images_per_s))
         self.budget.after_step(self)
+        self._follow_rank0_budget()
 
     # ------------------------------------------------------------------ epochs
     def begin_epoch(self) -> None:
@@ -287,6 +371,13 @@ class Trainer:
         self.say(line)
 
     def log_epoch_cache(self) -> None:
+        """The epoch's store hit rates, reported by rank 0 for its machine's store, after every
+        rank there has added its counts to it."""
+        if self.dist.enabled:
+            self.data.flush_stats()
+            self.dist.barrier()
+            if not self.dist.is_main:
+                return
         values, line, problems = self.data.end_epoch(self.state.epoch)
         self.callbacks.scalars(values, self.state.step, self.state.epoch)
         self.say(line)
@@ -309,6 +400,20 @@ class Trainer:
     def validation_due(self) -> bool:
         return bool(self.data.val) and (self.finished() or self.state.epoch % self.cfg.train.val_every == 0)
 
+    def _follow_rank0_budget(self) -> None:
+        """Several processes, a time limit: every rank takes rank 0's plan (each rank's clock
+        sees slightly different step times; the ranks must agree on where the schedule ends)."""
+        if not (self.dist.enabled and self.cfg.train.time_limit is not None):
+            return
+        state = self.state
+        plan = [self.total_steps, state.planned_steps or -1, state.planned_warmup or -1]
+        total, planned, warmup = (int(v) for v in self.dist.broadcast_floats(plan))
+        if planned >= 0 and (planned, warmup) != (state.planned_steps, state.planned_warmup):
+            state.planned_steps, state.planned_warmup = planned, warmup
+            reschedule(self.scheduler, planned, warmup)
+        if total != self.total_steps:
+            self.set_total_steps(total)
+
     def set_total_steps(self, total: int) -> None:
         self.total_steps = total
         self.epochs = math.ceil(total / self.steps_per_epoch)
@@ -318,13 +423,16 @@ class Trainer:
         self.result.health = self.guard.summary()
         self.result.budget = self.budget.costs
         self.result.profile = self.profiler.summaries
-        write_text_atomic(self.run_dir / "health.json", json.dumps(self.result.health.to_dict(), indent=2), fsync=True)
+        if self.dist.is_main:
+            health = json.dumps(self.result.health.to_dict(), indent=2)
+            write_text_atomic(self.run_dir / "health.json", health, fsync=True)
         self.callbacks.fit_end()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> tuple[DetectionMetrics, DetectionMetrics | None]:
         """Raw model (selects best.pt) and, with EMA on, the EMA weights beside it."""
         start = time.perf_counter()
+        self._take_rank0_buffers()
         # wall time of the loop when this model was ready: time-to-accuracy reads it off metrics.csv
         self.callbacks.scalars({"time/elapsed_min": self.elapsed_s() / 60}, self.state.step, self.state.epoch)
         metrics = self._evaluate(self.model, "val")
@@ -358,6 +466,7 @@ class Trainer:
             overlays=self.cfg.train.overlays,
             progress=self.interactive,
             store=self.data.store,
+            dist=self.dist,
         )
         values = {f"{tag}/precision": metrics.precision, f"{tag}/recall": metrics.recall, f"{tag}/hmean": metrics.hmean}
         self.callbacks.scalars(values, self.state.step, self.state.epoch)
@@ -414,6 +523,15 @@ class Trainer:
                 f"cannot resume from this checkpoint: it has no {', '.join(missing)} "
                 "(a weights-only file? use --init-from to start a new run from its weights)",
             )
+        trained_with = int(state["train_state"].get("world_size", 1))
+        if trained_with != self.dist.world_size:
+            raise InputError(
+                source,
+                f"this run trained with {trained_with} process{'es' if trained_with > 1 else ''} and is resumed with "
+                f"{self.dist.world_size}: resume it with {trained_with} (ocrkit train --devices {trained_with} "
+                f"--resume ..., or torchrun --nproc-per-node {trained_with}); each rank's share of an epoch and the "
+                "step counters depend on the number of processes",
+            )
         load_weights(self.model, state, source, self.cfg.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -429,10 +547,18 @@ class Trainer:
         """Write ``<run>/<name>`` atomically (the one place checkpoints are written)."""
         start = time.perf_counter()
         self._refuse_nonfinite_weights(name)
+        self._take_rank0_buffers()
+        if self.dist.enabled:
+            self.dist.check_same("the model weights", fingerprint(self.model))
         self.state.elapsed_s = self.elapsed_s()
-        path = save_checkpoint(self.run_dir / name, self.state_dict())
+        path = self.run_dir / name
+        if self.dist.is_main:
+            save_checkpoint(path, self.state_dict())
         self.checkpoint_s = time.perf_counter() - start
         return path
+
+    def _take_rank0_buffers(self) -> None:
+        self.dist.sync_buffers(self.model, *([self.ema.module] if self.ema is not None else []))
 
     def elapsed_s(self) -> float:
         return self._elapsed_before + time.perf_counter() - self._clock_start
@@ -448,7 +574,9 @@ class Trainer:
     def _stems(self, batch: Batch) -> list[str]:
         return [self.data.dataset.samples[int(i)].stem for i in batch["index"].tolist()] if "index" in batch else []
 
-    def _stop_on_nonfinite_loss(self, terms: dict[str, torch.Tensor], batch: Batch, lr: float) -> None:
+    def _stop_on_nonfinite_loss(
+        self, terms: dict[str, torch.Tensor], batch: Batch, lr: float, writes_files: bool = False
+    ) -> None:
         stems = self._stems(batch)
         # which samples brought inf/NaN in (a corrupt image or label map), looked at only now
         poisoned = [
@@ -461,7 +589,7 @@ class Trainer:
             )
         ]
         self.guard.stop_on_nonfinite_loss(
-            self.state.step + 1, terms, batch, stems, lr, self.policy.scale, self.model, poisoned
+            self.state.step + 1, terms, batch, stems, lr, self.policy.scale, self.model, poisoned, writes_files
         )
 
     def _stop_on_nonfinite_grad(

@@ -1,0 +1,197 @@
+"""Two processes on CPU (gloo) under torchrun, end to end: training, equivalence with one process,
+failures that stop every rank without a hang, kill and resume.
+
+Each run is a real torchrun job (``python -m ocrkit train --devices 2`` or torchrun on
+``ddp_entry.py``, which plants one fault in one rank); a tiny model on 64x64 crops keeps a run
+to ~15 s here. One reference job is shared by the tests that compare against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import MODEL_W4, run, set_args
+
+ENTRY = Path(__file__).with_name("ddp_entry.py")
+JOB_TIMEOUT_S = 240  # far above a healthy run; a hang fails the test instead of the suite
+
+# 16 training images: 2 ranks x batch 1 = 8 optimizer steps per epoch, 2 epochs
+TINY = (
+    *MODEL_W4,
+    "data.train_size=[64,64]",
+    "data.eval_size=[128,160]",
+    "data.num_workers=0",
+    "train.overlays=1",
+    "log.tensorboard=false",
+    "health.overflow_probe=false",
+    "train.epochs=2",
+    "train.device=cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from ocrkit.core.data.synth import generate_synthetic
+
+    root = tmp_path_factory.mktemp("ddp-data")
+    generate_synthetic(root, 16, 4, size=(128, 160), seed=5, progress=False)
+    return root
+
+
+def train_args(data: Path, runs: Path, *settings: str, batch_size: int = 1) -> list[str]:
+    return [
+        "train",
+        "--data",
+        str(data / "train"),
+        "--val-data",
+        str(data / "val"),
+        "--batch-size",
+        str(batch_size),
+        "-q",
+        *set_args(*TINY, f"log.dir={runs}", *settings),
+    ]
+
+
+def ocrkit_devices(args: list[str], devices: int = 2) -> subprocess.CompletedProcess:
+    """``python -m ocrkit <args> --devices N``: the launcher under test."""
+    return _job([sys.executable, "-m", "ocrkit", *args, "--devices", str(devices)])
+
+
+def torchrun_fault(args: list[str], fault: str | None = None, nproc: int = 2) -> subprocess.CompletedProcess:
+    """torchrun on ddp_entry.py (the CLI, with ``fault`` planted in one rank)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    env = {"OCRKIT_TEST_FAULT": fault} if fault else {}
+    return _job([*command, str(ENTRY), *args], env)
+
+
+def _job(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=JOB_TIMEOUT_S, env=full_env)
+    result.wall_s = time.monotonic() - start  # type: ignore[attr-defined]
+    return result
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, weights_only=True)["model"]
+
+
+def trainable(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Parameters only: BatchNorm running statistics are rank 0's own in a distributed run."""
+    return {k: v for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def losses(run_dir: Path) -> list[float]:
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    return [float(r.split(",")[3]) for r in rows if r.split(",")[2] == "train/loss"]
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> Path:
+    """An uninterrupted two-process run (the launcher's own path)."""
+    runs = tmp_path_factory.mktemp("ddp-ref")
+    result = ocrkit_devices(train_args(data, runs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runs / "train" / "exp"
+
+
+def test_two_processes_train_validate_and_checkpoint_once(reference):
+    files = {p.name for p in reference.iterdir()}
+    assert {"last.pt", "best.pt", "config.toml", "metrics.csv", "health.json", "val"} <= files
+    state = torch.load(reference / "last.pt", weights_only=True)
+    assert state["train_state"]["world_size"] == 2
+    assert state["train_state"]["step"] == 16  # 16 images / (2 ranks x batch 1) x 2 epochs
+    steps = [int(r.split(",")[0]) for r in (reference / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps)  # one global step counter, logged once
+    assert len(losses(reference)) == 16  # one row per step: only rank 0 logs
+    validated = sorted(p.name for p in (reference / "val").iterdir())
+    assert validated == ["step0000008", "step0000016"]
+    outputs = reference / "val" / "step0000016"
+    assert len(list(outputs.glob("res_*.txt"))) == 4  # every rank's images, written by rank 0
+    assert len(list((outputs / "overlays").glob("*.png"))) == 1
+
+
+def test_two_processes_equal_one_process_accumulating_the_same_global_batch(reference, data, tmp_path):
+    """2 ranks x batch 1 against 1 process x batch 1 x 2 micro-batches: each optimizer step sees
+    the same two samples (rank r takes every 2nd sample of the epoch's order), augmented alike,
+    each normalised alone by BatchNorm. The parameters come out bit-identical: the all-reduce's
+    (g0 + g1) / 2 and accumulation's g0 / 2 + g1 / 2 round alike for two terms. BatchNorm's running
+    statistics differ (rank 0 tracked only its own samples), so they are not compared."""
+    result = _job([sys.executable, "-m", "ocrkit", *train_args(data, tmp_path, "train.accumulate=2")])
+    assert result.returncode == 0, result.stderr[-3000:]  # one thread, like each rank: same kernels
+    single = tmp_path / "train" / "exp"
+    assert losses(single) == losses(reference)
+    one, two = trainable(weights(single / "last.pt")), trainable(weights(reference / "last.pt"))
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.equal(one[key], two[key]), key
+
+
+def test_kill_one_rank_then_resume_continues_exactly(reference, data, tmp_path):
+    """Rank 1 is SIGKILLed after step 11 (epoch 2; last.pt holds step 8): the job stops with a
+    non-zero exit, last.pt stays loadable, and --resume with 2 processes ends with the weights of
+    the uninterrupted run."""
+    args = train_args(data, tmp_path)
+    killed = torchrun_fault(args, "kill:1:11")
+    assert killed.returncode != 0
+    assert killed.wall_s < 120
+    run_dir = tmp_path / "train" / "exp"
+    assert torch.load(run_dir / "last.pt", weights_only=True)["train_state"]["step"] == 8
+    refused = run("train", "--resume", str(run_dir), "-q", env={"OMP_NUM_THREADS": "1"})
+    assert refused.exit_code != 0
+    assert "trained with 2 processes and is resumed with 1" in refused.output
+    resumed = ocrkit_devices(["train", "--resume", str(run_dir), "-q"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    assert state["train_state"]["step"] == 16
+    expected = weights(reference / "last.pt")
+    for key, value in trainable(state["model"]).items():
+        assert torch.equal(value, expected[key]), key
+    assert losses(run_dir)[-5:] == losses(reference)[-5:]
+
+
+def test_a_rank_that_raises_stops_every_rank_with_one_line(data, tmp_path):
+    result = torchrun_fault(train_args(data, tmp_path), "raise:1:3")
+    assert result.returncode != 0
+    assert result.wall_s < 120
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any("[rank 1]" in line and "planted fault" in line for line in errors), result.stderr[-3000:]
+
+
+def test_a_hung_rank_is_a_timeout_error_not_a_hang(data, tmp_path):
+    """Rank 1 sleeps after step 2; rank 0 waits at most dist.timeout_s at its next collective."""
+    result = torchrun_fault(train_args(data, tmp_path, "dist.timeout_s=5"), "hang:1:2")
+    assert result.returncode != 0
+    assert result.wall_s < 90
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any("[rank 0]" in line and "dist.timeout_s=5" in line for line in errors), result.stderr[-3000:]
+
+
+def test_a_nonfinite_loss_on_one_rank_stops_all_with_one_diagnostic(data, tmp_path):
+    result = torchrun_fault(train_args(data, tmp_path), "nan:1:2")
+    assert result.returncode != 0
+    run_dir = tmp_path / "train" / "exp"
+    diagnostics = sorted(p.name for p in (run_dir / "diagnostics").iterdir())
+    assert diagnostics == ["nonfinite_loss_step0000003.json", "nonfinite_loss_step0000003.pt"]
+    body = json.loads((run_dir / "diagnostics" / diagnostics[0]).read_text())
+    assert len(body["samples"]) == 1  # rank 1's micro-batch
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any("[rank 0]" in line and "rank 1 met a non-finite loss at step 3" in line for line in errors)
+    assert any("[rank 1]" in line and "non-finite loss at step 3" in line for line in errors)
+
+
+def test_launcher_reports_the_failed_rank_and_its_exit_code(tmp_path):
+    result = ocrkit_devices(["train", "--data", str(tmp_path / "missing"), "-q", *set_args(*TINY)])
+    assert result.returncode == 2  # the ranks' InputError exit code, passed through
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any("missing" in line for line in errors)
+    assert errors[-1].startswith("error: rank ") and "exited with code 2" in errors[-1]
+    assert "Traceback" not in result.stderr
