@@ -8,19 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from typer.testing import CliRunner
 
-from conftest import TINY_TRAIN_W8, set_args
-from ocrkit.cli.app import app
-
-runner = CliRunner()
+import conftest
+from conftest import TINY_TRAIN_W8, run, set_args
 
 TINY = [*TINY_TRAIN_W8, *set_args("train.overlays=1")]
-
-
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    return result
 
 
 def assert_one_line_error(result, fragment):
@@ -323,3 +315,24 @@ def test_profile_breaks_the_step_down_without_changing_the_run(synth, tmp_path):
     tb.Reload()
     assert "profile/step_ms" in tb.Tags()["scalars"]
     assert list((profiled_dir / "profile").glob("*.pt.trace.json"))  # the bounded torch.profiler window
+
+
+def test_launcher_options_without_devices_are_one_line():
+    conftest.assert_one_line_error(run("train", "--nodes", "2", "--master-addr", "h"), "go with --devices")
+
+
+def test_devices_under_torchrun_is_one_line():
+    env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}
+    conftest.assert_one_line_error(run("train", "--devices", "2", env=env), "--devices starts torchrun", "[rank 0]")
+
+
+def test_predict_refuses_several_processes(tmp_path):
+    from ocrkit.core.engine.eval_job import refuse_several_processes
+    from ocrkit.core.errors import OcrkitError
+
+    os_env = {"RANK": "1", "WORLD_SIZE": "2"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in os_env.items():
+            patch.setenv(key, value)
+        with pytest.raises(OcrkitError, match="ocrkit predict runs in one process"):
+            refuse_several_processes("predict")

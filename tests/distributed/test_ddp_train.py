@@ -195,3 +195,54 @@ def test_launcher_reports_the_failed_rank_and_its_exit_code(tmp_path):
     assert any("missing" in line for line in errors)
     assert errors[-1].startswith("error: rank ") and "exited with code 2" in errors[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_mixed_precision_skips_the_same_steps_on_every_rank(data, tmp_path):
+    """16-mixed with a loss scale far too high: the first steps overflow. DDP all-reduces the inf
+    gradients, so every rank's scaler skips the same steps and halves alike; the weights the
+    ranks hold stay identical (checked at each checkpoint, which would stop the run otherwise).
+    With train.scale_lr the learning rate is doubled for 2 processes."""
+    settings = ("train.precision=16-mixed", "train.scaler.init_scale=1e6", "health.action=warn", "train.scale_lr=true")
+    result = ocrkit_devices(train_args(data, tmp_path, *settings, "train.epochs=1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    health = json.loads((tmp_path / "train" / "exp" / "health.json").read_text())
+    assert 0 < health["skipped_steps"] < health["steps"] == 8, health
+    rows = (tmp_path / "train" / "exp" / "metrics.csv").read_text().splitlines()
+    assert [float(r.split(",")[3]) for r in rows if ",train/lr," in r][0] == 0.014  # then the schedule decays it
+
+
+def mixed_size_eval_set(data: Path, root: Path) -> Path:
+    """The 16 training images (128x160) and 3 of another size (96x128), so that batch canvases
+    differ in size."""
+    import shutil
+
+    from ocrkit.core.data.synth import generate_synthetic
+
+    generate_synthetic(root / "other", 3, 0, size=(96, 128), seed=9, progress=False)
+    for part in ("images", "gts"):
+        shutil.copytree(data / "train" / part, root / "set" / part)
+        for path in (root / "other" / "train" / part).iterdir():
+            shutil.copy(path, root / "set" / part / path.name.replace("synth_", "other_"))
+    return root / "set"
+
+
+def test_distributed_eval_equals_one_process_exactly(reference, data, tmp_path):
+    """19 images in batches of 3 (7 batches; 4 on rank 0, 3 on rank 1), low thresholds so that the
+    barely trained model detects many boxes: the metrics, every per-image file and the overlays'
+    names equal a one-process evaluation's."""
+    eval_set = mixed_size_eval_set(data, tmp_path)
+    settings = set_args(
+        "postprocess.thresh=0.3", "postprocess.box_thresh=0.0", "train.eval_batch_size=3", "train.overlays=2"
+    )
+    args = ["eval", "--checkpoint", str(reference / "last.pt"), "--data", str(eval_set), "--json", *settings]
+    one = _job([sys.executable, "-m", "ocrkit", *args, "--out", str(tmp_path / "one")])
+    two = torchrun_fault([*args, "--out", str(tmp_path / "two")])
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    metrics_one = json.loads(one.stdout.strip().splitlines()[-1])
+    assert json.loads(two.stdout.strip().splitlines()[-1]) == metrics_one  # printed once, by rank 0
+    assert metrics_one["images"] == 19 and metrics_one["det_care"] > 100
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
+    for name in files:
+        if name.suffix in (".txt", ".json"):
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name

@@ -404,22 +404,22 @@ class Store:
         header = {"kind": kind, "version": self.version_of(kind), "fields": fields, "meta": meta or {}}
         pieces = _Pieces(encode_chunks(header, arrays, bit_arrays))
         try:
-            ok = bool(
-                self.entries.set(
-                    entry_key(kind, self.version_of(kind), fields),
-                    pieces,
-                    read=True,
-                    tag=entry_tag(kind, self.version_of(kind), config_id),
-                    retry=True,
-                )
+            # `add`, not `set`: one writer per key. Processes sharing the store (loader workers,
+            # the ranks of a distributed run) that miss the same key at once all make the value,
+            # but only the first commits it; the others' files are removed in the same transaction.
+            # Their values are the same: an entry is a pure function of its fields.
+            self.entries.add(
+                entry_key(kind, self.version_of(kind), fields),
+                pieces,
+                read=True,
+                tag=entry_tag(kind, self.version_of(kind), config_id),
+                retry=True,
             )
         except (diskcache.Timeout, sqlite3.Error, OSError, StoreUnavailable) as exc:
             self.count(kind, "failed_writes")
             self._say_write_failure(exc)
             return False
-        if not ok:
-            self.count(kind, "failed_writes")
-        return ok
+        return True
 
     def say_once(self, what: str, message: str) -> None:
         """Warn ``message`` unless this process (or the one it was forked from) said ``what``."""

@@ -143,3 +143,48 @@ def test_two_readers_and_a_precompute_writer_hammer_the_store_without_error_or_w
         assert stats[kind]["hits"] + stats[kind]["misses"] == 48, stats[kind]
         assert 8 <= stats[kind]["misses"] <= 16 and stats[kind]["failed_writes"] == 0  # both may miss at first
     assert len([k for k in new_store(root).keys() if k.startswith("maps/")]) == 8
+
+
+def _same_keys_writer(root: str, start, queue) -> None:
+    store = new_store(Path(root))
+    start.wait(timeout=60)
+    ok = [
+        store.write("image", "cfg", {"n": n}, {"image": np.full((64, 64, 3), n, dtype=np.uint8)}, sync=True)
+        for n in range(24)
+    ]
+    queue.put(sum(ok))
+
+
+def test_processes_writing_the_same_keys_at_once_leave_one_entry_and_one_file_each(tmp_path):
+    """One writer per key: the ranks of a distributed run (or loader workers) that miss the same
+    key together all write, the first commits and the others' files are removed."""
+    root = tmp_path / "store"
+    context = mp.get_context("fork")
+    start, queue = context.Event(), context.Queue()
+    procs = [context.Process(target=_same_keys_writer, args=(str(root), start, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    assert [queue.get(timeout=120) for _ in procs] == [24, 24, 24]  # a lost race is not a failed write
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    store = new_store(root)
+    assert len(store.keys()) == 24
+    for n in range(24):
+        _, arrays = store.lookup("image", {"n": n})
+        assert int(arrays["image"][0, 0, 0]) == n
+    value_files = [p for p in (root / "entries").rglob("*.val")]
+    assert len(value_files) == 24 and store.orphan_files(min_age_s=0) == []
+    assert store.read_stats()["image"]["failed_writes"] == 0
+
+
+def test_the_first_write_of_a_key_stays_later_writers_do_not_replace_it(tmp_path):
+    store = new_store(tmp_path / "store")
+    first = {"image": np.full((8, 8, 3), 1, dtype=np.uint8)}
+    second = {"image": np.full((8, 8, 3), 2, dtype=np.uint8)}
+    assert store.write("image", "cfg", {"n": 0}, first, sync=True)
+    assert store.write("image", "cfg", {"n": 0}, second, sync=True)  # not a failure: the key is stored
+    _, arrays = store.lookup("image", {"n": 0})
+    assert int(arrays["image"][0, 0, 0]) == 1
+    assert len(list((tmp_path / "store" / "entries").rglob("*.val"))) == 1
