@@ -246,3 +246,14 @@ def test_distributed_eval_equals_one_process_exactly(reference, data, tmp_path):
     for name in files:
         if name.suffix in (".txt", ".json"):
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_a_time_budget_is_planned_by_rank_0_and_followed_by_every_rank(data, tmp_path):
+    """Each rank times its own steps; the ranks must still agree on where the schedule ends (one
+    stopping early would leave the other waiting at a collective): rank 0's plan is broadcast."""
+    settings = ("train.time_limit=0.25", "train.time_plan_steps=3", "train.epochs=50", "dist.timeout_s=60")
+    result = ocrkit_devices(train_args(data, tmp_path, *settings))
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "train" / "exp" / "last.pt", weights_only=True)["train_state"]
+    # the plan, or fewer steps where the steps ran slower than planned (the budget's early stop)
+    assert state["planned_steps"] is not None and 3 < state["step"] <= state["planned_steps"] < 50 * 8
