@@ -283,11 +283,11 @@ def data(
 
     Shows whether data or compute is the bottleneck on this machine, for this config.
     """
-    from ocrkit.core.bench.data import data_bench_job, parse_sources, parse_workers
+    from ocrkit.core.bench.data import data_bench_job, parse_counts, parse_sources
     from ocrkit.core.bench.data import results_document as data_results_document
 
     cfg = resolve_config(config, set_)
-    chosen, counts = parse_sources(sources), parse_workers(workers)
+    chosen, counts = parse_sources(sources), parse_counts(workers, "--workers")
     bench, out_dir = data_bench_job(cfg, chosen, counts, epoch_images, repeats, model_steps, name, quiet)
     h, w = bench.train_size
     maps = "maps from the store" if bench.maps_from_store else "maps made per sample (random augmentation)"
@@ -313,3 +313,40 @@ def data(
         out_console.print(model)
         out_console.print(bench.verdict(), soft_wrap=True)
     write_document(data_results_document(bench), out_dir / "data.json", json_file)
+
+
+@app.command("ddp")
+def ddp(
+    processes: Annotated[str, typer.Option(help="Comma-separated process counts (one GPU each on CUDA).")] = "1,2",
+    steps: Annotated[int, typer.Option(min=4, help="Optimizer steps per run.")] = 30,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs per process count (orders alternate).")] = 2,
+    name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "ddp",
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Distributed training throughput: `ocrkit train --devices P` for each P, same per-process
+    batch, global img/s and scaling efficiency against one process."""
+    from ocrkit.core.bench.data import parse_counts
+    from ocrkit.core.bench.ddp import ddp_bench_job
+    from ocrkit.core.bench.ddp import results_document as ddp_results_document
+
+    cfg = resolve_config(config, set_)
+    bench, out_dir = ddp_bench_job(cfg, parse_counts(processes, "--processes", minimum=1), steps, repeats, name, quiet)
+    table = Table(
+        title=f"training with several processes: batch {bench.batch_size} per process, {steps} steps x {repeats} runs"
+    )
+    for column in ("processes", "threads each", "img/s (all)", "ms per step", "scaling efficiency", "per run img/s"):
+        table.add_column(column, justify="right")
+    for r in bench.results:
+        table.add_row(
+            str(r.processes),
+            str(r.threads_per_process),
+            f"{r.images_per_s:.1f}",
+            f"{r.step_ms:.0f}",
+            f"{r.efficiency:.0%}",
+            ", ".join(f"{v:.1f}" for v in r.per_run_images_per_s),
+        )
+    out_console.print(table)
+    write_document(ddp_results_document(bench, cfg), out_dir / "ddp.json", json_file)

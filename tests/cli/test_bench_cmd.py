@@ -243,3 +243,25 @@ def test_bench_cache_runs_all_three_variants_and_writes_json(tmp_path):
     # the bench works in a scratch store beside the configured one and leaves nothing behind
     status = run("cache", "status", "--json", *store_at, *sizes)
     assert json.loads(status.output)["entries"] == 0
+
+
+def test_bench_ddp_tiny_mode_runs_train_devices_and_reports_global_rates(synth, tmp_path):
+    """One process through the launcher (the two-process path is tests/distributed's): the run's
+    own metrics.csv gives the rates, the table and the JSON report them."""
+    out = tmp_path / "ddp.json"
+    settings = ["--set", f"data.train={synth / 'train'}", "--set", f"log.dir={tmp_path}", "--set", "train.device=cpu"]
+    result = run(
+        "bench", "ddp", "--processes", "1", "--steps", "5", "--repeats", "1", "-q", "--json", out, *settings, *TINY
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    (row,) = report["result"]["results"]
+    assert row["processes"] == 1 and row["efficiency"] == 1.0 and row["images_per_s"] > 0
+    assert len(row["per_run_images_per_s"]) == 1
+    assert (tmp_path / "bench" / "ddp" / "train" / "p1-r0" / "last.pt").exists()  # a real training run
+
+
+@pytest.mark.parametrize("value", ["0,2", "a", ""])
+def test_bench_ddp_rejects_bad_process_counts(value):
+    result = run("bench", "ddp", "--processes", value)
+    assert result.exit_code != 0 and "--processes: expected comma-separated counts of at least 1" in result.output

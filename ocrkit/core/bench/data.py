@@ -220,10 +220,14 @@ def parse_sources(text: str) -> list[str]:
     return names
 
 
-def parse_workers(text: str) -> list[int]:
+def parse_counts(text: str, option: str, minimum: int = 0) -> list[int]:
+    """``"0,1,2"`` → [0, 1, 2]; one line naming ``option`` for anything else."""
     items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items or not all(t.isdigit() for t in items):
-        raise OcrkitError(f"--workers: expected comma-separated counts such as 0,1,2, got {text!r}")
+    if not items or not all(t.isdigit() and int(t) >= minimum for t in items):
+        example = ",".join(str(minimum + i) for i in range(3))
+        raise OcrkitError(
+            f"{option}: expected comma-separated counts of at least {minimum} such as {example}, got {text!r}"
+        )
     return [int(t) for t in items]
 
 
