@@ -215,7 +215,12 @@ def distributed_session(cfg: DistConfig, device_name: str) -> Iterator[Distribut
     backend = choose_backend(cfg, device)
     timeout = timedelta(seconds=cfg.timeout_s)
     try:
-        dist.init_process_group(backend, timeout=timeout, rank=layout.rank, world_size=layout.world_size)
+        # device_id binds NCCL to this rank's GPU up front (collectives and barriers then need
+        # no guess of the device); gloo takes none
+        bound = device if device.type == "cuda" else None
+        dist.init_process_group(
+            backend, timeout=timeout, rank=layout.rank, world_size=layout.world_size, device_id=bound
+        )
     except (RuntimeError, ValueError) as exc:
         raise PeerFailure(f"could not join the other {layout.world_size - 1} processes ({backend}): {exc}") from None
     try:

@@ -323,6 +323,7 @@ class Store:
             return None
         if blob is None:
             self.count(kind, "misses")
+            self._drop_dangling_row(key)
             return None
         try:
             header, arrays = decode(blob)
@@ -342,6 +343,14 @@ class Store:
             return None
         self.count(kind, "hits")
         return header, arrays
+
+    def _drop_dangling_row(self, key: str) -> None:
+        """A row whose value file is gone (deleted by hand, lost by the disk) reads as a miss;
+        remove the row, or the first-writer-wins ``add`` in ``_write_now`` would never store the
+        value again. A row a concurrent writer just committed may go too: it is only rewritten."""
+        with contextlib.suppress(diskcache.Timeout, sqlite3.Error, OSError):
+            if key in self.entries:
+                self.entries.delete(key, retry=True)
 
     def write(
         self,
