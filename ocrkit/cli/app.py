@@ -12,6 +12,7 @@ from ocrkit.cli import (
     data_cmd,
     doctor_cmd,
     eval_cmd,
+    export_cmd,
     maps_cmd,
     predict_cmd,
     train_cmd,
@@ -49,6 +50,7 @@ app.add_typer(bench_cmd.app, name="bench")
 app.command("train")(train_cmd.train_command)
 app.command("eval")(eval_cmd.eval_command)
 app.command("predict")(predict_cmd.predict_command)
+app.command("export")(export_cmd.export_command)
 app.command("doctor")(doctor_cmd.doctor_command)
 
 

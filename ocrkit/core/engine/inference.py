@@ -4,10 +4,12 @@ Every image goes through the eval resize (``plan_resize`` with ``data.eval_size`
 ``data.keep_ratio`` and ``data.pad_multiple``) and is placed, as uint8, at the top-left of a
 canvas as large as the biggest image of its batch; the batch is normalised on the model's
 device. Everything outside an image's resized content is 0 after normalisation (the mean
-colour), whether it is the image's own
-``pad_multiple`` padding or batch padding, so a batch-mate's size changes nothing but the canvas.
-Post-processing searches only the content and maps boxes back through each image's own
-recorded transform.
+colour), whether it is the image's own ``pad_multiple`` padding or batch padding. The network's
+output near the content's right and bottom edges still depends a little on how much padding
+follows (BatchNorm shifts the padding's activations away from zero, unlike the convolutions' own
+border), so batches are always formed in input order: an evaluation is reproducible, and a
+distributed one keeps each batch whole. Post-processing searches only the content and maps boxes
+back through each image's own recorded transform.
 
 This module prepares images itself (no annotations needed), so ``ocrkit predict`` works on any
 image paths; the next batch is decoded on a helper thread while the model runs.
