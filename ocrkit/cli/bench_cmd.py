@@ -350,3 +350,52 @@ def ddp(
         )
     out_console.print(table)
     write_document(ddp_results_document(bench, cfg), out_dir / "ddp.json", json_file)
+
+
+@app.command("predict")
+def predict(
+    checkpoint: Annotated[Path, typer.Option(help="A trained checkpoint (detections shape post-processing's cost).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or directories (e.g. ICDAR test images).")],
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,4",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed passes over the images per variant.")] = 3,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also export and run with onnxruntime.")] = True,
+    name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "predict",
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """predict end to end: images/s and latency percentiles, PyTorch vs onnxruntime, batch 1 and
+    batched, with the time split into decode, resize, model and post-processing."""
+    from ocrkit.core.bench.data import parse_counts
+    from ocrkit.core.bench.predict import predict_bench_job, slowest_stage
+    from ocrkit.core.bench.predict import results_document as predict_results_document
+    from ocrkit.core.engine.rundir import create_run_dir
+
+    cfg = resolve_config(config, set_)
+    out_dir = create_run_dir(cfg.log.dir, "bench", name)
+    sizes = parse_counts(batch_sizes, "--batch-sizes", minimum=1)
+    bench = predict_bench_job(checkpoint, images, sizes, repeats, out_dir, config, set_, onnx)
+    h, w = bench.eval_size
+    table = Table(title=f"predict on {bench.images} images at eval size {h}×{w}, {bench.device}; median of {repeats}")
+    columns = ("runtime", "precision", "batch", "img/s", "pipelined img/s", "p50 ms", "p90 ms", "p99 ms")
+    for column in (*columns, "decode", "resize", "model", "post", "boxes/img"):
+        table.add_column(column, justify="right")
+    for v in bench.variants:
+        stages = v.stage_ms_per_image
+        table.add_row(
+            v.runtime,
+            v.precision,
+            str(v.batch_size),
+            f"{v.images_per_s:.2f}",
+            f"{v.pipelined_images_per_s:.2f}",
+            *(f"{v.latency_ms[p]:.0f}" for p in ("p50", "p90", "p99")),
+            *(f"{stages[s]:.1f}" for s in ("decode", "resize", "model", "post")),
+            f"{v.detections_per_image:.1f}",
+        )
+    out_console.print(table)
+    out_console.print("stage columns: ms per image; " + "; ".join(bench.notes), soft_wrap=True)
+    stage, share = slowest_stage(bench.variants[0])
+    out_console.print(
+        f"slowest stage ({bench.variants[0].runtime}, batch {bench.variants[0].batch_size}): {stage} ({share:.0%})"
+    )
+    write_document(predict_results_document(bench), out_dir / "predict.json", json_file)

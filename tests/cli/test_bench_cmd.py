@@ -265,3 +265,31 @@ def test_bench_ddp_tiny_mode_runs_train_devices_and_reports_global_rates(synth, 
 def test_bench_ddp_rejects_bad_process_counts(value):
     result = run("bench", "ddp", "--processes", value)
     assert result.exit_code != 0 and "--processes: expected comma-separated counts of at least 1" in result.output
+
+
+def test_bench_predict_tiny_mode_times_every_stage_for_both_runtimes(synth, tmp_path):
+    """A tiny checkpoint on the synthetic val images: PyTorch and onnxruntime at batch 1 and 2,
+    every stage timed, the stages adding up to the staged rate, the JSON written."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from conftest import tiny_cfg
+    from ocrkit.core.engine.checkpoint import save_checkpoint
+    from ocrkit.core.model import build_model
+
+    cfg = tiny_cfg("data.eval_size=[128,160]")
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, {"model": build_model(cfg.model).state_dict(), "config": cfg.model_dump(mode="json")})
+    out = tmp_path / "predict.json"
+    options = ["--checkpoint", checkpoint, "--batch-sizes", "1,2", "--repeats", "1", "--json", out]
+    result = run("bench", "predict", synth / "val" / "images", *options, "--set", f"log.dir={tmp_path}")
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())["result"]
+    assert report["images"] == 4 and report["eval_size"] == [128, 160]
+    variants = {(v["runtime"], v["batch_size"]) for v in report["variants"]}
+    assert variants == {("torch", 1), ("torch", 2), ("onnxruntime", 1), ("onnxruntime", 2)}
+    for v in report["variants"]:
+        stages = v["stage_ms_per_image"]
+        assert set(stages) == {"decode", "resize", "model", "post"} and all(ms > 0 for ms in stages.values())
+        # the staged rate is the stages one after another
+        assert 1000 / sum(stages.values()) == pytest.approx(v["images_per_s"], rel=0.05)
+        assert v["latency_ms"]["p50"] <= v["latency_ms"]["p90"] <= v["latency_ms"]["p99"]
+    assert "slowest stage" in result.output

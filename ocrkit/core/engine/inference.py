@@ -91,7 +91,13 @@ class _PreparedBatch:
 
 
 def _prepare_batch(paths: Sequence[Path], tensors: TensorLayer) -> _PreparedBatch:
-    prepared = [tensors.prepare(path) for path in paths]
+    return batch_from_contents(paths, [tensors.prepare(path) for path in paths])
+
+
+def batch_from_contents(
+    paths: Sequence[Path], prepared: Sequence[tuple[np.ndarray, ResizeTransform]]
+) -> _PreparedBatch:
+    """One uint8 canvas for a batch of resized contents (3×h×w each), each at the top-left."""
     transforms = [t for _, t in prepared]
     height = max(t.padded_size[0] for t in transforms)
     width = max(t.padded_size[1] for t in transforms)

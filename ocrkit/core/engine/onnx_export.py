@@ -26,8 +26,10 @@ import datetime
 import importlib
 import io
 import json
+import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +140,7 @@ def _run_exporter(graph: nn.Module, example: torch.Tensor, dynamic: bool, opset:
         dynamic_shapes = {"images": {0: dims[0], 2: dims[1], 3: dims[2]}}
     try:
         # torch's exporter prints its progress to stdout; ocrkit reports the outcome itself
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logger("torch.onnx"):
             warnings.simplefilter("ignore")
             return torch.onnx.export(
                 graph,
@@ -153,6 +155,19 @@ def _run_exporter(graph: nn.Module, example: torch.Tensor, dynamic: bool, opset:
     except Exception as exc:  # the exporter raises many types; the first line says what failed
         text = str(exc).strip().splitlines()
         raise OcrkitError(f"export failed: {exc.__class__.__name__}: {text[0] if text else 'no message'}") from None
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Errors only from ``name`` for the duration (the exporter warns about optional packages,
+    e.g. torchvision's operators, that a DBNet does not use)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def export_metadata(
