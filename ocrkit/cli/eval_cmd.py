@@ -58,6 +58,16 @@ def eval_command(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (precision, recall, hmean, ...).")
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Also write <out>/report.html: summary, per-image table (worst first), overlays."
+        ),
+    ] = False,
+    report_images: Annotated[
+        int | None,
+        typer.Option("--report-images", min=0, help="With --report: overlays for the N worst images (default all)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     skip_bad: SkipBadOption = None,
     config: ConfigOption = None,
@@ -65,25 +75,41 @@ def eval_command(
     set_: SetOption = None,
 ) -> None:
     """Evaluate a checkpoint (writes res_<stem>.txt, per-image JSON, overlays), or score existing
-    prediction files without a model (--gt-dir/--pred-dir)."""
+    prediction files without a model (--gt-dir/--pred-dir); --report adds an HTML page to look
+    through (self-contained: open it in any browser, offline)."""
+    if report_images is not None and not report:
+        raise OcrkitError("--report-images sets how many overlays the report shows: add --report")
     if checkpoint is None:
         if gt_dir is None or pred_dir is None:
             raise OcrkitError("give --checkpoint (and --data), or --gt-dir and --pred-dir to score files")
         from ocrkit.core.data.scoring import evaluate_dirs  # shapely, no model: neither torch nor numba
 
-        skip = resolve_config(config, set_, data__skip_bad=skip_bad).data.skip_bad
-        print_metrics(evaluate_dirs(gt_dir, pred_dir, skip), json_out, title=f"{pred_dir} vs {gt_dir}")
+        cfg = resolve_config(config, set_, data__skip_bad=skip_bad)
+        metrics = evaluate_dirs(gt_dir, pred_dir, cfg.data.skip_bad)
+        print_metrics(metrics, json_out, title=f"{pred_dir} vs {gt_dir}")
+        if report:
+            from ocrkit.core.engine.report import files_report  # no torch either
+
+            print_report(files_report(gt_dir, pred_dir, metrics, out, report_images, cfg.log.dir, name))
         return
     if gt_dir is not None or pred_dir is not None:
         raise OcrkitError(
             "--checkpoint evaluates a model on --data; --gt-dir/--pred-dir score existing files: pick one"
         )
-    from ocrkit.core.engine.eval_job import run_evaluation  # torch: only here
+    from ocrkit.core.engine.eval_job import ReportRequest, run_evaluation  # torch: only here
 
     flags = flag_values(data__val=data, train__device=device, data__skip_bad=skip_bad)
-    outcome = run_evaluation(checkpoint, config, set_, flags, weights, out, name, progress=not json_out)
+    request = ReportRequest(report_images, progress=not json_out) if report else None
+    outcome = run_evaluation(checkpoint, config, set_, flags, weights, out, name, not json_out, request)
     if not outcome.main_process:
         return  # under torchrun, rank 0 reports
     print_metrics(outcome.metrics, json_out, title=f"{checkpoint} on {outcome.data}")
     if not json_out:
         err_console.print(f"predictions, per-image JSON and overlays: {outcome.out_dir}", soft_wrap=True)
+    if outcome.report is not None:
+        print_report(outcome.report)
+
+
+def print_report(path: Path) -> None:
+    """On stderr, so that --json's stdout stays one JSON object."""
+    err_console.print(f"report: {path}", soft_wrap=True, markup=False)

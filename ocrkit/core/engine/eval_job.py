@@ -5,10 +5,14 @@ flags and --set apply on top, except that the architecture must stay the checkpo
 
 ``ocrkit eval`` also runs as a torchrun job: each rank evaluates its share of the batches and rank
 0 writes the outputs (engine/inference.py ``evaluate_model``). ``predict`` runs in one process.
+
+With ``report``, rank 0 (or the one process) then writes ``report.html`` (engine/report.py) from
+the outputs, after the process group is gone: the other ranks do not wait for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +22,12 @@ import torch
 from ocrkit.core.config import OcrkitConfig, load_config
 from ocrkit.core.data.cached import open_data_store
 from ocrkit.core.data.formats import load_dataset, load_image_paths
+from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights
 from ocrkit.core.engine.device import resolve_device
 from ocrkit.core.engine.distributed import Distributed, distributed_session
 from ocrkit.core.engine.inference import ImagePrediction, evaluate_model, predict_files
+from ocrkit.core.engine.report import REPORT_NAME, images_from_run, write_report
 from ocrkit.core.engine.rundir import create_run_dir
 from ocrkit.core.errors import InputError, OcrkitError
 from ocrkit.core.geometry.metric import DetectionMetrics
@@ -42,6 +48,15 @@ class EvalOutcome:
     out_dir: Path
     data: str
     main_process: bool  # rank 0 (the one process that reports) or a single process
+    report: Path | None = None  # report.html, when asked for (rank 0 only)
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """``ocrkit eval --report``: overlays for the ``overlays`` worst images (None: all)."""
+
+    overlays: int | None = None
+    progress: bool = False
 
 
 def run_evaluation(
@@ -53,13 +68,40 @@ def run_evaluation(
     out_dir: Path | None = None,
     name: str = "exp",
     progress: bool = False,
+    report: ReportRequest | None = None,
 ) -> EvalOutcome:
     """``ocrkit eval --checkpoint``: in one process, or as one rank of a torchrun job."""
     state, cfg = _inference_state(checkpoint, config_file, sets, flags, weights)
     with distributed_session(cfg.dist, cfg.train.device) as dist:
         loaded = _build(state, cfg, checkpoint, dist.device)
-        metrics, out = evaluate_checkpoint(loaded, out_dir, name, progress and dist.is_main, dist)
-    return EvalOutcome(metrics, out, str(cfg.data.val), dist.is_main)
+        samples = eval_samples(cfg)
+        metrics, out = evaluate_checkpoint(loaded, out_dir, name, progress and dist.is_main, dist, samples)
+    outcome = EvalOutcome(metrics, out, str(cfg.data.val), dist.is_main)
+    if report is not None and dist.is_main:
+        settings = report_settings(cfg, checkpoint, weights)
+        images = images_from_run(out, samples, metrics)
+        outcome.report = write_report(out / REPORT_NAME, images, metrics, settings, report.overlays, report.progress)
+    return outcome
+
+
+def report_settings(cfg: OcrkitConfig, checkpoint: Path, weights: str) -> list[tuple[str, str]]:
+    """What the report names beside its scores: the model, the data, and the settings that change
+    the detections (eval resize and post-processing)."""
+    data, post = cfg.data, cfg.postprocess
+    return [
+        ("checkpoint", str(checkpoint)),
+        ("weights", weights),
+        ("data", str(data.val)),
+        ("eval_size (H W)", " ".join(str(v) for v in data.eval_size)),
+        ("keep_ratio", str(data.keep_ratio)),
+        ("pad_multiple", str(data.pad_multiple)),
+        ("box mode", post.mode),
+        ("thresh", str(post.thresh)),
+        ("box_thresh", str(post.box_thresh)),
+        ("unclip_ratio", str(post.unclip_ratio)),
+        ("min_size", str(post.min_size)),
+        ("max_candidates", str(post.max_candidates)),
+    ]
 
 
 def load_for_inference(
@@ -101,13 +143,11 @@ def evaluate_checkpoint(
     name: str = "exp",
     progress: bool = False,
     dist: Distributed | None = None,
+    samples: Sequence[Sample] | None = None,
 ) -> tuple[DetectionMetrics, Path]:
+    """``samples``: the evaluation set when already loaded (``eval_samples``), else loaded here."""
     cfg = loaded.cfg
-    if cfg.data.val is None:
-        raise OcrkitError("no evaluation data: give --data (or set data.val)")
-    samples = load_dataset(cfg.data.val, cfg.data.skip_bad).samples
-    if not samples:
-        raise InputError(cfg.data.val, "the evaluation set is empty (no images with ground truth)")
+    samples = eval_samples(cfg) if samples is None else samples
     dist = dist or Distributed(device=loaded.device)
     out = Path(out_dir) if out_dir else dist.made_by_main(lambda: create_run_dir(cfg.log.dir, "eval", name))
     metrics = evaluate_model(
@@ -124,6 +164,16 @@ def evaluate_checkpoint(
         dist=dist,
     )
     return metrics, out
+
+
+def eval_samples(cfg: OcrkitConfig) -> list[Sample]:
+    """The samples of ``data.val`` (one-line errors when it is unset or holds none)."""
+    if cfg.data.val is None:
+        raise OcrkitError("no evaluation data: give --data (or set data.val)")
+    samples = load_dataset(cfg.data.val, cfg.data.skip_bad).samples
+    if not samples:
+        raise InputError(cfg.data.val, "the evaluation set is empty (no images with ground truth)")
+    return samples
 
 
 def expand_images(inputs: list[Path], skip_bad: bool = False) -> list[Path]:
