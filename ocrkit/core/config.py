@@ -109,11 +109,15 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """``model``: the DBNet architecture (backbone, widths, the binarization's k). A checkpoint keeps
-    it, so eval and resume build the same network.
+    """``model``: the DBNet architecture (backbone, neck, widths, the binarization's k). A checkpoint
+    keeps it, so eval and resume build the same network (a checkpoint without ``neck`` predates it
+    and is an FPN).
     """
 
     backbone: Literal["resnet18", "resnet50"] = "resnet18"
+    neck: Literal["fpn", "asf"] = Field(
+        "fpn", description="fpn: DB's FPN; asf: DBNet++'s adaptive scale fusion over the FPN's levels"
+    )
     inner_channels: int = Field(256, ge=4, description="FPN lateral width; each level gets 1/4")
     head_channels: int = Field(64, ge=1, description="hidden width of the P and T heads")
     base_width: int = Field(64, ge=4, description="ResNet stem width (64 is the standard ResNet)")

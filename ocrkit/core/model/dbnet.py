@@ -1,4 +1,4 @@
-"""DBNet: ResNet trunk + FPN neck + probability and threshold heads."""
+"""DBNet: ResNet trunk + FPN (or DBNet++'s adaptive scale fusion) neck + probability and threshold heads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ocrkit.core.config import ModelConfig
 from ocrkit.core.model.head import DBHead
-from ocrkit.core.model.neck import FPN
+from ocrkit.core.model.neck import build_neck
 from ocrkit.core.model.resnet import ResNet
 
 
@@ -36,7 +36,7 @@ class DBNet(nn.Module):
         super().__init__()
         self.k = cfg.k
         self.backbone = ResNet(cfg.backbone, cfg.base_width)
-        self.neck = FPN(self.backbone.out_channels, cfg.inner_channels)
+        self.neck = build_neck(cfg.neck, self.backbone.out_channels, cfg.inner_channels)
         self.prob_head = DBHead(cfg.inner_channels, cfg.head_channels)
         self.thresh_head = DBHead(cfg.inner_channels, cfg.head_channels)
 
