@@ -109,14 +109,19 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """``model``: the DBNet architecture (backbone, neck, widths, the binarization's k). A checkpoint
-    keeps it, so eval and resume build the same network (a checkpoint without ``neck`` predates it
-    and is an FPN).
+    """``model``: the DBNet architecture (backbone, neck, widths, the binarization's k) and the
+    backbone weights a new run starts from. A checkpoint keeps it, so eval and resume build the
+    same network (a checkpoint without ``neck`` predates it and is an FPN).
     """
 
     backbone: Literal["resnet18", "resnet50"] = "resnet18"
     neck: Literal["fpn", "asf"] = Field(
         "fpn", description="fpn: DB's FPN; asf: DBNet++'s adaptive scale fusion over the FPN's levels"
+    )
+    pretrained: str | None = Field(
+        None,
+        description='backbone weights for a new run: "torchvision" (ImageNet, downloaded once into the '
+        "torch hub cache) or a file (torchvision or timm layout); unset: random initialisation",
     )
     inner_channels: int = Field(256, ge=4, description="FPN lateral width; each level gets 1/4")
     head_channels: int = Field(64, ge=1, description="hidden width of the P and T heads")
@@ -129,6 +134,14 @@ class ModelConfig(Section):
         if v % 4:
             raise ValueError(f"must be divisible by 4 (four FPN levels are concatenated), got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _pretrained_needs_standard_width(self) -> ModelConfig:
+        if self.pretrained is not None and self.base_width != 64:
+            raise ValueError(
+                f"base_width: must be 64 with pretrained set (the published ResNets are 64 wide; got {self.base_width})"
+            )
+        return self
 
 
 class MapsConfig(Section):

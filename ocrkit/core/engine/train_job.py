@@ -16,7 +16,7 @@ from ocrkit.core.data.formats import load_dataset
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.data.synth import generate_synthetic
 from ocrkit.core.data.train_data import TrainData
-from ocrkit.core.engine.checkpoint import load_checkpoint
+from ocrkit.core.engine.checkpoint import load_checkpoint, load_pretrained, read_init_source
 from ocrkit.core.engine.distributed import distributed_session
 from ocrkit.core.engine.probe import decision_document, resolve_precision
 from ocrkit.core.engine.rundir import create_run_dir
@@ -123,23 +123,29 @@ def run_training(
     with distributed_session(cfg.dist, cfg.train.device) as dist:
         with dist.local_main_first():  # one process per machine renders the built-in set
             plan = plan_data(cfg, overfit_batches, progress=not quiet and dist.is_main)
-        resume_state = init_state = None
+        resume_state = init_state = pretrained = None
         if resume:
             checkpoint, run_dir = resolve_resume(resume)
             if dist.is_main:
                 remove_stale_temps(run_dir)  # half-written checkpoints and logs of a killed process
             resume_state = (load_checkpoint(checkpoint), checkpoint)
         else:
+            # model.pretrained only starts a new run: a resumed one has its weights, --init-from a whole detector
+            if plan.cfg.model.pretrained and not init_from:
+                with dist.local_main_first():  # one process per machine downloads torchvision's file
+                    pretrained = load_pretrained(plan.cfg)
             run_dir = dist.made_by_main(lambda: create_run_dir(cfg.log.dir, "train", name))
             if init_from:
-                init_state = (load_checkpoint(init_from), Path(init_from))
+                init_state = (read_init_source(init_from), Path(init_from))
         progress = TrainProgress(enabled=not quiet and dist.is_main, log_every=cfg.train.log_every)
+        if init_from and plan.cfg.model.pretrained:
+            progress.message("model.pretrained is not applied: --init-from loads a whole detector")
         if dist.is_main:
             choose_precision(plan.cfg, dist.device, run_dir, progress)
             save_config(plan.cfg, run_dir / "config.toml")  # with the precision the run really uses
         plan.cfg.train.precision = dist.broadcast_object(plan.cfg.train.precision)
         data = TrainData(plan.cfg, plan.train, plan.val, shard=dist.shard, say=progress.message)
-        trainer = Trainer(plan.cfg, run_dir, data, dist.device, resume_state, init_state, progress, dist)
+        trainer = Trainer(plan.cfg, run_dir, data, dist.device, resume_state, init_state, progress, dist, pretrained)
         progress.message(trainer.global_batch_line())
         return trainer.fit()
 

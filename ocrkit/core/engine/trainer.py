@@ -42,7 +42,7 @@ from ocrkit.core.data.dataset import batch_to_device
 from ocrkit.core.data.train_data import Batch, TrainData
 from ocrkit.core.engine.budget import BudgetCosts, TimeBudget
 from ocrkit.core.engine.callbacks import StepReport, build_callbacks
-from ocrkit.core.engine.checkpoint import load_weights, save_checkpoint
+from ocrkit.core.engine.checkpoint import load_pretrained_backbone, load_weights, save_checkpoint
 from ocrkit.core.engine.distributed import Distributed, fingerprint
 from ocrkit.core.engine.ema import ModelEma
 from ocrkit.core.engine.health import HealthGuard, HealthStop, HealthSummary, StepHealth, UpdateProbe
@@ -131,6 +131,7 @@ class Trainer:
         init_state: tuple[dict[str, Any], Path] | None = None,
         progress: TrainProgress | None = None,
         dist: Distributed | None = None,
+        pretrained: tuple[dict[str, torch.Tensor], str] | None = None,
     ):
         self.cfg, self.run_dir, self.data, self.device = cfg, run_dir, data, device
         self.dist = dist or Distributed(device=device)
@@ -144,8 +145,11 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         # Module.to accepts memory_format at run time; torch's overloads of it do not list it
         self.model = build_model(cfg.model).to(device, memory_format=self.memory_format)  # type: ignore[call-overload]
+        # a new run's starting weights, before the EMA copies them
         if init_state is not None:
-            load_weights(self.model, init_state[0], init_state[1], cfg.model)
+            self.say(load_weights(self.model, init_state[0], init_state[1], cfg.model))
+        elif pretrained is not None:
+            self.say(load_pretrained_backbone(self.model, pretrained))
         self.net = self._wrap_for_processes(self.model)  # what the training forward runs through
         self.loss_fn = DBLoss(cfg.loss, k=cfg.model.k)
         # `ocrkit train` resolves (and reports) an auto precision before; benches build trainers directly
