@@ -46,6 +46,9 @@ def print_metrics(metrics: DetectionMetrics, as_json: bool, title: str) -> None:
 
 def eval_command(
     checkpoint: Annotated[Path | None, typer.Option(help="Evaluate this checkpoint on --data.")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Evaluate an exported ONNX model (ocrkit export) with onnxruntime instead.")
+    ] = None,
     data: Annotated[str | None, typer.Option(help="ICDAR dir or JSON (default: the checkpoint's data.val).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output dir (default runs/eval/<name>).")] = None,
     name: Annotated[str, typer.Option(help="Run name when --out is not given.")] = "exp",
@@ -79,9 +82,11 @@ def eval_command(
     through (self-contained: open it in any browser, offline)."""
     if report_images is not None and not report:
         raise OcrkitError("--report-images sets how many overlays the report shows: add --report")
-    if checkpoint is None:
+    if checkpoint is not None and model is not None:
+        raise OcrkitError("give --checkpoint (a PyTorch checkpoint) or --model (an exported ONNX model), not both")
+    if checkpoint is None and model is None:
         if gt_dir is None or pred_dir is None:
-            raise OcrkitError("give --checkpoint (and --data), or --gt-dir and --pred-dir to score files")
+            raise OcrkitError("give --checkpoint or --model (and --data), or --gt-dir and --pred-dir to score files")
         from ocrkit.core.data.scoring import evaluate_dirs  # shapely, no model: neither torch nor numba
 
         cfg = resolve_config(config, set_, data__skip_bad=skip_bad)
@@ -100,10 +105,12 @@ def eval_command(
 
     flags = flag_values(data__val=data, train__device=device, data__skip_bad=skip_bad)
     request = ReportRequest(report_images, progress=not json_out) if report else None
-    outcome = run_evaluation(checkpoint, config, set_, flags, weights, out, name, not json_out, request)
+    if model is not None and weights != "raw":
+        raise OcrkitError("--weights chooses a checkpoint's weights; an ONNX export holds the ones it was made from")
+    outcome = run_evaluation(checkpoint, config, set_, flags, weights, out, name, not json_out, request, model)
     if not outcome.main_process:
         return  # under torchrun, rank 0 reports
-    print_metrics(outcome.metrics, json_out, title=f"{checkpoint} on {outcome.data}")
+    print_metrics(outcome.metrics, json_out, title=f"{checkpoint or model} on {outcome.data}")
     if not json_out:
         err_console.print(f"predictions, per-image JSON and overlays: {outcome.out_dir}", soft_wrap=True)
     if outcome.report is not None:

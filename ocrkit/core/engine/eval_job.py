@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,10 +34,13 @@ from ocrkit.core.geometry.metric import DetectionMetrics
 from ocrkit.core.model import DBNet, build_model
 from ocrkit.core.ranks import RankLayout
 
+if TYPE_CHECKING:
+    from ocrkit.core.engine.onnx_model import OnnxDetector
+
 
 @dataclass
 class LoadedModel:
-    model: DBNet
+    model: DBNet | OnnxDetector  # a checkpoint's network, or an exported model run by onnxruntime
     cfg: OcrkitConfig
     device: torch.device
 
@@ -60,7 +63,7 @@ class ReportRequest:
 
 
 def run_evaluation(
-    checkpoint: Path,
+    checkpoint: Path | None,
     config_file: Path | None,
     sets: list[str] | None,
     flags: dict[str, Any],
@@ -69,11 +72,29 @@ def run_evaluation(
     name: str = "exp",
     progress: bool = False,
     report: ReportRequest | None = None,
+    onnx_model: Path | None = None,
 ) -> EvalOutcome:
-    """``ocrkit eval --checkpoint``: in one process, or as one rank of a torchrun job."""
-    state, cfg = _inference_state(checkpoint, config_file, sets, flags, weights)
+    """``ocrkit eval --checkpoint`` (or ``--model model.onnx``, run by onnxruntime on the CPU): in
+    one process, or as one rank of a torchrun job."""
+    if onnx_model is not None:
+        from ocrkit.core.engine.onnx_model import load_onnx_model  # it imports this module
+
+        exported = load_onnx_model(onnx_model, config_file, sets, flags)
+        cfg, checkpoint = exported.cfg, onnx_model
+
+        def build(device: torch.device) -> LoadedModel:
+            return exported
+    else:
+        if checkpoint is None:
+            raise OcrkitError("give --checkpoint (a PyTorch checkpoint) or --model (an exported ONNX model)")
+        source = checkpoint  # typed as a Path for the closure
+        state, cfg = _inference_state(source, config_file, sets, flags, weights)
+
+        def build(device: torch.device) -> LoadedModel:
+            return _build(state, cfg, source, device)
+
     with distributed_session(cfg.dist, cfg.train.device) as dist:
-        loaded = _build(state, cfg, checkpoint, dist.device)
+        loaded = build(dist.device)
         samples = eval_samples(cfg)
         metrics, out = evaluate_checkpoint(loaded, out_dir, name, progress and dist.is_main, dist, samples)
     outcome = EvalOutcome(metrics, out, str(cfg.data.val), dist.is_main)

@@ -230,3 +230,24 @@ def test_settings_on_top_of_an_export_apply_but_not_model_ones(dynamic_model):
     assert load_onnx_model(dynamic_model, None, ["postprocess.box_thresh=0.7"], {}).cfg.postprocess.box_thresh == 0.7
     with pytest.raises(OcrkitError, match="the model section is fixed by the export"):
         load_onnx_model(dynamic_model, None, ["model.head_channels=16"], {})
+
+
+def test_eval_with_the_onnx_model_equals_the_checkpoint(dynamic_model, checkpoint, synth, tmp_path):
+    """`ocrkit eval --model` through the same code as `--checkpoint`: the same metrics, and a report."""
+    data = ["--data", synth / "val", "--json"]
+    one = run("eval", "--checkpoint", checkpoint, *data, "--out", tmp_path / "pt", "--device", "cpu")
+    two = run("eval", "--model", dynamic_model, *data, "--out", tmp_path / "onnx", "--report")
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    ours = json.loads((tmp_path / "pt" / "metrics.json").read_text())
+    theirs = json.loads((tmp_path / "onnx" / "metrics.json").read_text())
+    for key in ("precision", "recall", "hmean", "matched", "gt_care", "det_care"):
+        assert ours[key] == theirs[key], key
+    assert (tmp_path / "onnx" / "report.html").is_file()
+    assert str(dynamic_model) in (tmp_path / "onnx" / "report.html").read_text()
+
+
+def test_eval_model_mistakes_are_one_line(dynamic_model, checkpoint, synth):
+    both = run("eval", "--checkpoint", checkpoint, "--model", dynamic_model, "--data", synth / "val")
+    assert_one_line_error(both, "not both")
+    ema = run("eval", "--model", dynamic_model, "--data", synth / "val", "--weights", "ema")
+    assert_one_line_error(ema, "--weights chooses a checkpoint's weights")
