@@ -1,9 +1,10 @@
 """ResNet-18 / ResNet-50 trunks in plain torch (torchvision is not installable here).
 
 Parameter names follow torchvision's ResNet layout (``conv1``, ``bn1``, ``layer1``..``layer4``,
-``downsample``), but no pretrained weights are loaded anywhere in ocrkit: training starts from the
-random initialisation of ``weight_init.init_weights``. The classifier is left out: the detector
-needs only the four stages.
+``downsample``), so torchvision's (and timm's) ImageNet weights load name for name when
+``model.pretrained`` is set (model/pretrained.py); otherwise training starts from the random
+initialisation of ``weight_init.init_weights``. The classifier is left out: the detector needs
+only the four stages.
 """
 
 from __future__ import annotations
