@@ -106,10 +106,9 @@ def train_command(
         )
     if state.best_step >= 0:
         out_console.print(f"best val hmean {state.best_hmean:.4f} at step {state.best_step}")
-        val = cfg.data.val
-        out_console.print(
-            "evaluate:  " + f"ocrkit eval --checkpoint {result.best_checkpoint} --data {val}", soft_wrap=True
-        )
+        # without --val-data (the built-in set) the checkpoint's own config names the data
+        data = f" --data {cfg.data.val}" if cfg.data.val else ""
+        out_console.print("evaluate:  " + f"ocrkit eval --checkpoint {result.best_checkpoint}{data}", soft_wrap=True)
         out_console.print(
             "predict:   " + f"ocrkit predict --checkpoint {result.best_checkpoint} IMAGE...", soft_wrap=True
         )
