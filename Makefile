@@ -24,7 +24,7 @@ test: setup
 
 # The tests marked slow, left out of `make test`: the whole malformed-input corpus through every
 # command (tests/reliability/test_malformed_inputs.py; the default suite runs a sample), and the
-# other long variants. About 20 minutes on a 2-core CPU.
+# other long variants (two of the distributed tests among them). About 20 minutes on a 2-core CPU.
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 

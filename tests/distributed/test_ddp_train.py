@@ -197,6 +197,7 @@ def test_launcher_reports_the_failed_rank_and_its_exit_code(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # make test-slow: keeps make test's time down; the agreement is also checked at every save
 def test_mixed_precision_skips_the_same_steps_on_every_rank(data, tmp_path):
     """16-mixed with a loss scale far too high: the first steps overflow. DDP all-reduces the inf
     gradients, so every rank's scaler skips the same steps and halves alike; the weights the
@@ -248,6 +249,7 @@ def test_distributed_eval_equals_one_process_exactly(reference, data, tmp_path):
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
 
+@pytest.mark.slow  # make test-slow: a 15-second budget plus start-up
 def test_a_time_budget_is_planned_by_rank_0_and_followed_by_every_rank(data, tmp_path):
     """Each rank times its own steps; the ranks must still agree on where the schedule ends (one
     stopping early would leave the other waiting at a collective): rank 0's plan is broadcast.
