@@ -256,6 +256,12 @@ def profile(
         f"{bench.off_step_ms:.1f}", f"{bench.on_step_ms:.1f}", f"{bench.overhead:+.2%}", str(bench.identical_losses)
     )
     out_console.print(table)
+    mfu = f"{bench.mfu:.1%} of {bench.peak_tflops:.2f} TFLOP/s" if bench.mfu is not None else "no known peak"
+    out_console.print(
+        f"training step: {bench.flops_per_image / 1e9:.2f} GFLOP per image, {bench.achieved_tflops:.3f} TFLOP/s "
+        f"achieved, MFU {mfu} ({bench.peak_source})",
+        soft_wrap=True,
+    )
     if bench.breakdown_ms:
         total = sum(bench.breakdown_ms.values())
         out_console.print(

@@ -121,6 +121,13 @@ def test_bench_profile_tiny_mode_reports_overhead_and_identical_losses(synth, tm
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())["result"]
     assert report["identical_losses"] is True  # the timer observes; it never changes the run
+    # utilisation: the step's FLOPs counted once, TFLOP/s at the measured rate, MFU against the
+    # CPU's measured matmul peak
+    assert report["flops_per_image"] > 0 and report["achieved_tflops"] > 0
+    assert report["peak_tflops"] > 0 and report["mfu"] == pytest.approx(
+        report["achieved_tflops"] / report["peak_tflops"]
+    )
+    assert "MFU" in result.output
     assert report["off_step_ms"] > 0 and report["on_step_ms"] > 0
     assert report["overhead"] == pytest.approx(report["on_step_ms"] / report["off_step_ms"] - 1)
     assert set(report["breakdown_ms"]) == {"data", "forward", "loss", "backward", "optimizer", "logging"}

@@ -18,6 +18,7 @@ from ocrkit.core.bench.runs import bench_document, bench_setup, train_variant
 from ocrkit.core.bench.timing import fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig
 from ocrkit.core.data.sample import Sample
+from ocrkit.core.engine.flops import device_peak, train_flops_per_image, utilisation
 from ocrkit.core.engine.profiling import STAGES
 
 WARMUP_STEPS = 2  # allocator, first loader fill
@@ -32,6 +33,11 @@ class ProfileBench:
     overhead: float  # on / off - 1
     identical_losses: bool
     breakdown_ms: dict[str, float]  # the profiled runs' stages, ms per step (median over repeats)
+    flops_per_image: float = 0.0  # the training step's, counted once (engine/flops.py)
+    achieved_tflops: float = 0.0  # at the profile-off step rate, data wait included
+    peak_tflops: float | None = None
+    peak_source: str = ""
+    mfu: float | None = None
 
 
 def _one_run(
@@ -66,7 +72,18 @@ def run_profile_bench(
                 breakdowns.append(breakdown)
     off, on = statistics.median(times[False]), statistics.median(times[True])
     breakdown = {stage: statistics.median(b[stage] for b in breakdowns) for stage in STAGES} if breakdowns else {}
-    return ProfileBench(steps, repeats, off, on, on / off - 1, all(run == losses[0] for run in losses), breakdown)
+    bench = ProfileBench(steps, repeats, off, on, on / off - 1, all(run == losses[0] for run in losses), breakdown)
+    _add_utilisation(bench, cfg, device)
+    return bench
+
+
+def _add_utilisation(bench: ProfileBench, cfg: OcrkitConfig, device: torch.device) -> None:
+    """Achieved TFLOP/s and MFU at the plain (profile off) step rate."""
+    bench.flops_per_image = train_flops_per_image(cfg.model, cfg.data.train_size)
+    images_per_s = cfg.train.batch_size * cfg.train.accumulate * 1000 / bench.off_step_ms
+    peak = device_peak(device, cfg.train.precision)
+    bench.achieved_tflops, bench.mfu = utilisation(bench.flops_per_image, images_per_s, peak)
+    bench.peak_tflops, bench.peak_source = peak.tflops, peak.source
 
 
 def results_document(bench: ProfileBench, cfg: OcrkitConfig) -> dict:
