@@ -37,10 +37,6 @@ class OnnxDetector(nn.Module):
         self.fixed: tuple[int, int] | None = None if metadata["dynamic"] else (int(shape[2]), int(shape[3]))
         self.eval()
 
-    @property
-    def providers(self) -> list[str]:
-        return list(self.session.get_providers())
-
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         x = images.detach().float().cpu().numpy()
         if self.fixed is None:
