@@ -199,6 +199,8 @@ def precision_table(runs, tolerance: float) -> Table:
         "speed-up",
         "step img/s",
         "step speed-up",
+        "TFLOP/s",
+        "MFU",
         "peak MiB",
         "final loss",
         "P",
@@ -217,6 +219,8 @@ def precision_table(runs, tolerance: float) -> Table:
             num(r.speedup, ".2f") + ("×" if r.speedup else ""),
             num(r.step_images_per_s, ".2f"),
             num(r.step_speedup, ".2f") + ("×" if r.step_speedup else ""),
+            num(r.tflops, ".3f"),
+            num(r.mfu, ".1%"),
             num(r.peak_memory_mib, ".0f"),
             num(r.final_loss, ".4f"),
             num(r.precision_, ".4f"),
@@ -273,52 +277,99 @@ def profile(
 @app.command("data")
 def data(
     sources: Annotated[str, typer.Option(help="Comma-separated: files, store, preload.")] = "files,store,preload",
+    pipelines: Annotated[
+        str, typer.Option(help="Comma-separated augmentation pipelines: albumentations, fused.")
+    ] = "albumentations,fused",
     workers: Annotated[str, typer.Option(help="Comma-separated DataLoader worker counts.")] = "0,1,2",
     epoch_images: Annotated[int, typer.Option(min=1, help="Training samples in one timed loader epoch.")] = 96,
     repeats: Annotated[int, typer.Option(min=1, help="Epochs per variant (median reported).")] = 3,
     model_steps: Annotated[
         int, typer.Option(min=0, help="Training steps per worker count for the model's rate (0: skip).")
     ] = 8,
+    stages: Annotated[bool, typer.Option("--stages/--no-stages", help="Time each stage of a sample.")] = True,
     name: Annotated[str, typer.Option(help="Output under runs/bench/<name>.")] = "data",
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Training data pipeline images/s (per source and worker count) beside the model's step rate.
+    """Where a training image's time goes, stage by stage; loader images/s per pipeline, source and
+    worker count; beside the model's step rate, TFLOP/s and MFU.
 
     Shows whether data or compute is the bottleneck on this machine, for this config.
     """
-    from ocrkit.core.bench.data import data_bench_job, parse_counts, parse_sources
+    from ocrkit.core.bench.data import data_bench_job, parse_counts, parse_pipelines, parse_sources
     from ocrkit.core.bench.data import results_document as data_results_document
 
     cfg = resolve_config(config, set_)
     chosen, counts = parse_sources(sources), parse_counts(workers, "--workers")
-    bench, out_dir = data_bench_job(cfg, chosen, counts, epoch_images, repeats, model_steps, name, quiet)
+    bench, out_dir = data_bench_job(
+        cfg, chosen, counts, epoch_images, repeats, model_steps, name, quiet, tuple(parse_pipelines(pipelines)), stages
+    )
     h, w = bench.train_size
+    if bench.stages:
+        out_console.print(stage_table(bench, repeats))
+        out_console.print(bench.stage_speedup(), soft_wrap=True)
     maps = "maps from the store" if bench.maps_from_store else "maps made per sample (random augmentation)"
     table = Table(title=f"training data pipeline: batch {bench.batch_size} at {h}×{w}, {maps}; median of {repeats}")
-    for column in ("source", "workers", "epoch img/s", "steady img/s", "first batch ms"):
+    for column in ("pipeline", "source", "workers", "epoch img/s", "steady img/s", "first batch ms"):
         table.add_column(column, justify="right")
     for r in bench.loader:
         table.add_row(
-            r.source, str(r.workers), f"{r.epoch_images_per_s:.1f}", f"{r.images_per_s:.1f}", f"{r.first_batch_ms:.0f}"
+            r.pipeline,
+            r.source,
+            str(r.workers),
+            f"{r.epoch_images_per_s:.1f}",
+            f"{r.images_per_s:.1f}",
+            f"{r.first_batch_ms:.0f}",
         )
     out_console.print(table)
     if bench.model:
-        model = Table(title=f"the model on {bench.device}: {model_steps} training steps per worker count")
-        for column in ("workers", "step img/s", "train img/s", "waiting for data"):
-            model.add_column(column, justify="right")
-        for row in bench.model:
-            model.add_row(
-                str(row.workers),
-                f"{row.step_images_per_s:.1f}",
-                f"{row.train_images_per_s:.1f}",
-                f"{row.data_wait_share:.0%}",
-            )
-        out_console.print(model)
+        out_console.print(model_table(bench, model_steps))
         out_console.print(bench.verdict(), soft_wrap=True)
     write_document(data_results_document(bench), out_dir / "data.json", json_file)
+
+
+def stage_table(bench, repeats: int) -> Table:
+    from ocrkit.core.bench.data import STAGES
+
+    h, w = bench.train_size
+    table = Table(
+        title=f"one training image at {h}×{w}, ms per image on one core (median-time repeat of {repeats}); "
+        f"'to device' on {bench.device}"
+    )
+    for column in ("pipeline", "source", *STAGES, "loader", "img/s per core"):
+        table.add_column(column, justify="right")
+    for row in bench.stages:
+        stage_ms = [f"{row.ms_per_image[stage]:.2f}" for stage in STAGES]
+        table.add_row(
+            row.pipeline,
+            row.source,
+            *stage_ms,
+            f"{row.loader_ms_per_image:.2f}",
+            f"{row.images_per_core_s:.1f}",
+        )
+    return table
+
+
+def model_table(bench, model_steps: int) -> Table:
+    peak = f"{bench.peak_tflops:.2f} TFLOP/s" if bench.peak_tflops else "unknown"
+    table = Table(
+        title=f"the model on {bench.device}: {model_steps} training steps per worker count; "
+        f"{bench.flops_per_image / 1e9:.2f} GFLOP per image, peak {peak} ({bench.peak_source})"
+    )
+    for column in ("workers", "step img/s", "train img/s", "waiting for data", "TFLOP/s", "MFU"):
+        table.add_column(column, justify="right")
+    for row in bench.model:
+        table.add_row(
+            str(row.workers),
+            f"{row.step_images_per_s:.1f}",
+            f"{row.train_images_per_s:.1f}",
+            f"{row.data_wait_share:.0%}",
+            f"{row.train_tflops:.3f}",
+            f"{row.train_mfu:.1%}" if row.train_mfu is not None else "-",
+        )
+    return table
 
 
 @app.command("ddp")

@@ -66,6 +66,16 @@ class AugmentConfig(Section):
     saturation: float = Field(0.25, ge=0)
     hue: float = Field(0.05, ge=0, le=0.5)
     enabled: bool = True
+    pipeline: Literal["fused", "albumentations"] = Field(
+        "fused",
+        description="fused: one affine warp for scale, rotation, flip, crop and resize, photometric jitter "
+        "on the model's device; albumentations: the chain of transforms, jitter in the loader",
+    )
+    jitter_on: Literal["auto", "device", "loader"] = Field(
+        "auto",
+        description="where the fused pipeline's photometric jitter runs: auto = on the model's device when "
+        "it is a GPU, in the loader otherwise (batched float ops cost a CPU more than the loader's uint8 ones)",
+    )
 
     @field_validator("scale")
     @classmethod

@@ -58,6 +58,14 @@ def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp
         assert row["step_images_per_s"] >= row["images_per_s"]
         assert row["delta_hmean"] == pytest.approx(row["hmean"] - rows["32-true"]["hmean"])
         assert row["verdict"] in ("REF", "PASS", "FAIL", "INCONCLUSIVE")
+        # TFLOP/s from the same FLOPs per image at each precision's img/s; MFU against the peak
+        # measured on this CPU in the precision's own matmul dtype
+        assert row["tflops"] / row["images_per_s"] == pytest.approx(
+            rows["32-true"]["tflops"] / rows["32-true"]["images_per_s"]
+        )
+        assert row["mfu"] == pytest.approx(row["tflops"] / row["peak_tflops"])
+    assert [rows[p]["peak_source"].split()[1] for p in rows] == ["float32", "bfloat16", "float16"]
+    assert "MFU" in result.output
     assert rows["16-mixed"]["min_scale"] is not None and rows["bf16-mixed"]["min_scale"] is None
     assert (tmp_path / "bench" / "fp16-vs-fp32" / "results.json").is_file()
     assert (tmp_path / "bench" / "fp16-vs-fp32" / "bf16-mixed" / "last.pt").is_file()
@@ -162,19 +170,31 @@ def test_bench_data_tiny_mode_times_every_source_and_worker_count(synth, tmp_pat
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     loader = doc["result"]["loader"]
-    assert [(r["source"], r["workers"]) for r in loader] == [
-        ("files", 0),
-        ("files", 1),
-        ("store", 0),
-        ("store", 1),
-        ("preload", 0),
-        ("preload", 1),
-    ]
+    sources = [("files", 0), ("files", 1), ("store", 0), ("store", 1), ("preload", 0), ("preload", 1)]
+    expected = [(pipeline, *variant) for pipeline in ("albumentations", "fused") for variant in sources]
+    assert [(r["pipeline"], r["source"], r["workers"]) for r in loader] == expected
     for row in loader:
         assert row["images_per_epoch"] == 8 and row["epoch_images_per_s"] > 0 and row["first_batch_ms"] > 0
+    stages = doc["result"]["stages"]
+    assert [(r["pipeline"], r["source"]) for r in stages] == [
+        (p, s) for p in ("albumentations", "fused") for s in ("files", "store", "preload")
+    ]
+    for row in stages:  # the lap timer: the stages add up to the whole
+        ms = row["ms_per_image"]
+        assert set(ms) == {"read", "geometric", "photometric", "maps", "tensors", "collate", "to device"}
+        assert sum(ms.values()) == pytest.approx(row["whole_ms_per_image"], rel=1e-9)
+        assert row["loader_ms_per_image"] == pytest.approx(row["whole_ms_per_image"] - ms["to device"], rel=1e-9)
+        assert row["images_per_core_s"] == pytest.approx(1e3 / row["loader_ms_per_image"])
+        assert all(ms[stage] > 0 for stage in ("geometric", "maps", "collate", "to device"))
+    assert "fused vs albumentations images per core" in doc["stage_speedup"]
     model = doc["result"]["model"]
     assert [r["workers"] for r in model] == [0, 1]
     assert all(r["step_images_per_s"] >= r["train_images_per_s"] > 0 for r in model)
+    assert doc["result"]["flops_per_image"] > 0 and doc["result"]["peak_tflops"] > 0  # CPU: measured
+    for row in model:
+        assert row["train_tflops"] == pytest.approx(doc["result"]["flops_per_image"] * row["train_images_per_s"] / 1e12)
+        assert row["train_mfu"] == pytest.approx(row["train_tflops"] / doc["result"]["peak_tflops"])
+    assert "MFU" in result.output and "img/s per core" in result.output
     assert doc["result"]["maps_from_store"] is False  # random augmentation: maps are made per sample
     assert "img/s" in doc["verdict"]
     assert (tmp_path / "bench" / "data" / "scratch-store").is_dir()  # the user's store is not touched
@@ -183,6 +203,11 @@ def test_bench_data_tiny_mode_times_every_source_and_worker_count(synth, tmp_pat
 def test_bench_data_rejects_unknown_sources(tmp_path):
     result = runner.invoke(app, ["bench", "data", "--sources", "files,disk", "--set", f"log.dir={tmp_path}"])
     assert result.exit_code != 0 and "--sources: unknown disk" in result.output
+
+
+def test_bench_data_rejects_unknown_pipelines(tmp_path):
+    result = runner.invoke(app, ["bench", "data", "--pipelines", "fused,kornia", "--set", f"log.dir={tmp_path}"])
+    assert result.exit_code != 0 and "--pipelines: unknown kornia" in result.output
 
 
 def test_bench_data_rejects_bad_worker_counts(tmp_path):

@@ -302,8 +302,13 @@ def test_profile_breaks_the_step_down_without_changing_the_run(synth, tmp_path):
     assert not _logged(plain_dir, "profile/")
     assert {tag for _, tag in stages} == {
         f"profile/{s}_ms" for s in ("data", "forward", "loss", "backward", "optimizer", "logging", "step")
-    }
+    } | {"profile/tflops", "profile/mfu"}
     assert sorted({step for step, _ in stages}) == [2, 4]  # once per epoch, at its last step
+    from ocrkit.core.config import load_config
+    from ocrkit.core.engine.flops import train_flops_per_image
+
+    saved = load_config(profiled_dir / "config.toml")
+    flops = train_flops_per_image(saved.model, saved.data.train_size)
     for step in (2, 4):
         parts = sum(
             float(stages[(step, f"profile/{s}_ms")])
@@ -311,6 +316,10 @@ def test_profile_breaks_the_step_down_without_changing_the_run(synth, tmp_path):
         )
         assert float(stages[(step, "profile/step_ms")]) == pytest.approx(parts, rel=1e-3)
         assert float(stages[(step, "profile/forward_ms")]) > 0 and float(stages[(step, "profile/backward_ms")]) > 0
+        # achieved TFLOP/s = FLOPs per image x images per second of the profiled steps (batch 4)
+        images_per_s = 4 / (float(stages[(step, "profile/step_ms")]) / 1e3)
+        assert float(stages[(step, "profile/tflops")]) == pytest.approx(flops * images_per_s / 1e12, rel=1e-3)
+        assert 0 < float(stages[(step, "profile/mfu")]) < 1
     tb = EventAccumulator(str(profiled_dir / "tb"))
     tb.Reload()
     assert "profile/step_ms" in tb.Tags()["scalars"]

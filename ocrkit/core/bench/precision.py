@@ -21,6 +21,7 @@ from ocrkit.core.bench.timing import PeakMemory, fixed_steps_variant
 from ocrkit.core.config import OcrkitConfig, normalize_precision
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.engine.device import resolve_device
+from ocrkit.core.engine.flops import device_peak, train_flops_per_image, utilisation
 from ocrkit.core.engine.health import HealthStop
 from ocrkit.core.engine.probe import SKIP_RATIO, ProbeResult, probe_cache_dir, probe_precisions
 from ocrkit.core.errors import OcrkitError
@@ -51,6 +52,10 @@ class PrecisionRun:
     verdict: str  # REF | PASS | FAIL | INCONCLUSIVE (the reference learned too little) | SKIPPED (too slow here)
     reason: str
     run_dir: str
+    tflops: float | None = None  # achieved at images_per_s (engine/flops.py)
+    mfu: float | None = None  # of the peak for this precision, where it is known
+    peak_tflops: float | None = None
+    peak_source: str = ""
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -92,7 +97,22 @@ def run_precision_bench(
         for p in precisions
     ]
     _judge(runs, tolerance)
+    add_utilisation(runs, cfg, device)
     return runs
+
+
+def add_utilisation(runs: list[PrecisionRun], cfg: OcrkitConfig, device: torch.device) -> None:
+    """Each trained run's TFLOP/s and MFU against its precision's peak (the FLOPs of a step are
+    the same in every precision: counted once)."""
+    trained = [r for r in runs if r.images_per_s]
+    if not trained:
+        return
+    flops = train_flops_per_image(cfg.model, cfg.data.train_size)
+    for run in trained:
+        peak = device_peak(device, run.precision)
+        assert run.images_per_s is not None
+        run.tflops, run.mfu = utilisation(flops, run.images_per_s, peak)
+        run.peak_tflops, run.peak_source = peak.tflops, peak.source
 
 
 def bench_probe(cfg: OcrkitConfig, precisions: list[str]) -> ProbeResult:

@@ -17,9 +17,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ocrkit.core.config import DataConfig, MapsConfig
-from ocrkit.core.data.augment import build_augmenter
+from ocrkit.core.data.augment import (
+    NO_CLOCK,
+    Augmented,
+    Clock,
+    FusedAugmenter,
+    build_augmenter,
+    device_jitter_wanted,
+)
 from ocrkit.core.data.cached import ImageLayer, MapsLayer
 from ocrkit.core.data.image import normalize_on_device
+from ocrkit.core.data.jitter import jitter_batch
 from ocrkit.core.data.sample import Sample
 from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps
 from ocrkit.core.machine import available_cpus
@@ -51,15 +59,17 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         seed: int,
         store: Store | None = None,
         preloaded: dict[str, np.ndarray] | None = None,
+        model_device: str = "cpu",
     ) -> None:
         self.samples = list(samples)
         self.data_cfg = data_cfg
         self.maps_cfg = maps_cfg
         self.seed = seed
         self.epoch = 0
-        self.augmenter = build_augmenter(data_cfg)
+        # the fused pipeline's jitter goes to a GPU model's device (data.augment.jitter_on)
+        self.augmenter = build_augmenter(data_cfg, device_jitter_wanted(data_cfg, model_device))
         self.images = ImageLayer(store, preloaded)
-        deterministic = self.augmenter.geometric is None
+        deterministic = not self.augmenter.random
         self.stored_maps = MapsLayer(store, data_cfg, maps_cfg) if deterministic and store is not None else None
         compile_kernels()  # before any worker forks: each would otherwise load them every epoch
 
@@ -70,36 +80,65 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.item(index)
+
+    def item(self, index: int, clock: Clock = NO_CLOCK) -> dict[str, torch.Tensor]:
+        """The training item of ``index``; ``clock`` is told where the time went (read,
+        geometric, photometric, maps, tensors)."""
         sample = self.samples[index]
         if self.stored_maps is not None:
             image, maps = self.stored_maps.sample(sample, self.images)
+            clock.lap("read")
+            augmented = Augmented(image, [], [], image.shape[:2])
         else:
-            image, polygons, ignore = self.augmenter(
-                self.images.load(sample.image_path),
-                sample.polygons,
-                sample.ignore,
-                sample_seed(self.seed, self.epoch, index),
+            # the fused warp only reads the decoded image: no private copy of it is needed
+            decoded = self.images.load(sample.image_path, writable=not isinstance(self.augmenter, FusedAugmenter))
+            clock.lap("read")
+            augmented = self.augmenter.augment(
+                decoded, sample.polygons, sample.ignore, sample_seed(self.seed, self.epoch, index), clock
             )
             h, w = self.data_cfg.train_size
-            maps = make_db_maps(polygons, ignore, h, w, self.maps_cfg).as_dict()
-        # uint8 image and binary maps: a third of the bytes through worker shared memory, the
-        # collate and the host-to-device copy; ``batch_to_device`` makes them float32 there
-        item = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))}
-        item["index"] = torch.tensor(index)  # which samples a batch holds (health diagnostics)
-        for key in MAP_KEYS:
-            dtype = np.uint8 if key in BINARY_MAP_KEYS else np.float32
-            item[key] = torch.from_numpy(np.ascontiguousarray(maps[key], dtype=dtype))
+            maps = make_db_maps(augmented.polygons, augmented.ignore, h, w, self.maps_cfg, np.uint8).as_dict()
+            clock.lap("maps")
+        item = to_item(augmented, maps, index)
+        clock.lap("tensors")
         return item
+
+
+def to_item(augmented: Augmented, maps: dict[str, np.ndarray], index: int) -> dict[str, torch.Tensor]:
+    """The tensors of one training item. The image and binary maps stay uint8: a third of the
+    bytes through worker shared memory, the collate and the host-to-device copy;
+    ``batch_to_device`` makes them float32 there."""
+    # channels first as a strided view: the collate's copy into the batch does the transpose
+    item = {"image": torch.from_numpy(augmented.image).permute(2, 0, 1)}
+    item["index"] = torch.tensor(index)  # which samples a batch holds (health diagnostics)
+    for key in MAP_KEYS:
+        dtype = np.uint8 if key in BINARY_MAP_KEYS else np.float32
+        item[key] = torch.from_numpy(np.ascontiguousarray(maps[key], dtype=dtype))
+    if augmented.jitter is not None:
+        item["jitter"] = torch.from_numpy(augmented.jitter.factors)
+        item["jitter_order"] = torch.from_numpy(augmented.jitter.order)
+        item["content_size"] = torch.tensor(augmented.content_size)
+    return item
+
+
+JITTER_KEYS = ("jitter", "jitter_order", "content_size")
 
 
 def batch_to_device(
     batch: dict[str, torch.Tensor], device: torch.device, data_cfg: DataConfig
 ) -> dict[str, torch.Tensor]:
     """A collated training batch on ``device`` as the model and loss take it: the image
-    normalised to float32 (``normalize_on_device``, bit-identical to ``normalize``), every map
-    float32."""
-    out = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-    out["image"] = normalize_on_device(out["image"], data_cfg.mean, data_cfg.std)
+    photometrically jittered there when the loader left that to the device (the fused pipeline;
+    data/jitter.py), then normalised to float32 (``normalize_on_device``; without jitter
+    bit-identical to ``normalize``), every map float32."""
+    jitter = {key: batch[key] for key in JITTER_KEYS if key in batch}
+    out = {key: value.to(device, non_blocking=True) for key, value in batch.items() if key not in jitter}
+    image = out["image"].float()
+    if jitter:
+        factors = jitter["jitter"].to(device, non_blocking=True)
+        image = jitter_batch(image, factors, jitter["jitter_order"], jitter["content_size"])
+    out["image"] = normalize_on_device(image, data_cfg.mean, data_cfg.std)
     for key in BINARY_MAP_KEYS:
         out[key] = out[key].float()
     return out

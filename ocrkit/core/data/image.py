@@ -190,8 +190,9 @@ def normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarr
 
 
 def normalize_on_device(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 N×3×H×W (on any device) → float32, normalised with the same two float32 operations
-    as ``normalize``, so the two agree bit for bit."""
+    """uint8 (or float32 in [0, 255]) N×3×H×W on any device → float32, normalised with the same
+    two float32 operations as ``normalize``, so the two agree bit for bit. A float32 input is
+    normalised in place."""
     import torch  # here, so that checking and decoding images does not load torch
 
     offset, scale = (torch.from_numpy(v).to(images.device)[:, None, None] for v in normalization(mean, std))

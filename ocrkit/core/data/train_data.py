@@ -62,7 +62,9 @@ class TrainData:
             raise OcrkitError("the training set is empty")
         self.cfg, self.train, self.val, self.shard = cfg, train, val, shard
         self.store: Store | None = open_data_store(cfg.cache)
-        self.dataset = TrainDataset(train, cfg.data, cfg.maps, cfg.train.seed, self.store, self._preload(say))
+        self.dataset = TrainDataset(
+            train, cfg.data, cfg.maps, cfg.train.seed, self.store, self._preload(say), model_device_type(cfg)
+        )
         self.cache_stats = EpochCacheStats(self.store) if self.store is not None else None
         share = math.ceil(len(train) / shard.world_size)  # this rank's samples per epoch
         self.drop_last = share >= cfg.train.batch_size
@@ -145,6 +147,12 @@ class TrainData:
     def close(self) -> None:
         if self.store is not None:
             self.store.flush_stats()
+
+
+def model_device_type(cfg: OcrkitConfig) -> str:
+    """``cuda`` or ``cpu``: the type of device ``train.device`` resolves to (engine/device.py
+    checks the rest)."""
+    return "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 def input_error_from_worker(error: RuntimeError) -> OcrkitError | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ocrkit.core.config import OcrkitConfig
+from ocrkit.core.engine.flops import Peak, device_peak, train_flops_per_image, utilisation, utilisation_line
 from ocrkit.core.engine.logger import RunLogger
 from ocrkit.core.engine.profiling import StageTimer, summary_line, summary_scalars, trace_window
 from ocrkit.core.progress import TrainProgress
@@ -145,12 +146,18 @@ class ProfilerCallback(Callback):
 
     def __init__(self, cfg: OcrkitConfig, run_dir: Path, device: torch.device):
         self.timer = StageTimer(device, enabled=cfg.train.profile)
+        self.cfg, self.device = cfg, device
+        self.flops_per_image = 0.0
+        self.peak: Peak | None = None
         self.trace_args = (run_dir / "profile", cfg.train.profile_trace_start, cfg.train.profile_trace_steps, device)
         self.summaries: list[dict[str, float]] = []  # one per epoch
         self._stack = contextlib.ExitStack()
         self._trace = None
 
     def on_fit_start(self, step: int, resumed: bool) -> None:
+        if self.timer.enabled:  # counted once: the step's FLOPs and the peak they are measured against
+            self.flops_per_image = train_flops_per_image(self.cfg.model, self.cfg.data.train_size)
+            self.peak = device_peak(self.device, self.cfg.train.precision)
         self._trace = self._stack.enter_context(trace_window(*self.trace_args))
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int, steps_done: int) -> None:
@@ -169,8 +176,17 @@ class ProfilerCallback(Callback):
         summary = self.timer.epoch_summary()
         if summary:
             self.summaries.append(summary)
-            sink.message(summary_line(epoch + 1, summary))
-            sink.scalars(summary_scalars(summary), step, epoch)
+            scalars = summary_scalars(summary)
+            line = summary_line(epoch + 1, summary)
+            if self.peak is not None and sum(summary.values()) > 0:
+                images_per_s = self.cfg.train.batch_size * self.cfg.train.accumulate / (sum(summary.values()) / 1e3)
+                achieved, mfu = utilisation(self.flops_per_image, images_per_s, self.peak)
+                line += f"; {utilisation_line(images_per_s, self.flops_per_image, self.peak)} this process"
+                scalars["profile/tflops"] = achieved
+                if mfu is not None:
+                    scalars["profile/mfu"] = mfu
+            sink.message(line)
+            sink.scalars(scalars, step, epoch)
 
     def on_fit_end(self) -> None:
         self._trace = None

@@ -132,11 +132,19 @@ def draw_border(polygon: np.ndarray, shrunk: _Shrunk, canvas: np.ndarray, mask: 
         draw_border_closeness(polygon, shrunk.distance, dilated[0], canvas)
 
 
-def make_db_maps(polygons: list[np.ndarray], ignore: list[bool], h: int, w: int, cfg: MapsConfig) -> DBMaps:
-    """All four DB targets for polygons given in the (h, w) image's own pixel coordinates."""
-    # One block for the four maps: numpy asks for huge pages for allocations of 4 MB and more,
-    # while four separate 640² maps took ~1,600 page faults per image (3.9 ms of 4.3 measured)
-    shrink, shrink_mask, thresh, thresh_mask = np.zeros((4, h, w), dtype=np.float32)
+def make_db_maps(
+    polygons: list[np.ndarray], ignore: list[bool], h: int, w: int, cfg: MapsConfig, binary_dtype: type = np.float32
+) -> DBMaps:
+    """All four DB targets for polygons given in the (h, w) image's own pixel coordinates.
+    ``binary_dtype``: the dtype of the three 0/1 maps (the training loader asks for uint8, what
+    it batches them as, instead of converting float32 afterwards); the threshold map is float32."""
+    if binary_dtype is np.float32:
+        # One block for the four maps: numpy asks for huge pages for allocations of 4 MB and more,
+        # while four separate 640² maps took ~1,600 page faults per image (3.9 ms of 4.3 measured)
+        shrink, shrink_mask, thresh, thresh_mask = np.zeros((4, h, w), dtype=np.float32)
+    else:
+        shrink, shrink_mask, thresh_mask = np.zeros((3, h, w), dtype=binary_dtype)
+        thresh = np.zeros((h, w), dtype=np.float32)
     shrink_mask.fill(1)
     clipped = clip_to_image(polygons, h, w)
     kept = draw_shrink(clipped, list(ignore), shrink, shrink_mask, cfg)

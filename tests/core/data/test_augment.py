@@ -7,11 +7,13 @@ import random
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from conftest import STRONG_AUGMENT, data_cfg, random_quad
 from ocrkit.core.config import AugmentConfig, DataConfig
 from ocrkit.core.data.augment import build_augmenter, choose_crop
+from ocrkit.core.data.jitter import jitter_batch
 from ocrkit.core.geometry.maps import polygon_area
 
 RED = (255, 0, 0)
@@ -50,6 +52,25 @@ def polygon_mask(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarr
     return mask.astype(bool)
 
 
+@pytest.fixture(params=["fused", "albumentations"])
+def pipeline(request) -> str:
+    """Every behaviour below holds for both pipelines (data.augment.pipeline)."""
+    return request.param
+
+
+def augment(cfg: DataConfig, image, polygons, ignore, seed):
+    """The training input as the model sees it, in uint8 HWC: for the fused pipeline with its
+    photometric jitter applied as on the device (data/jitter.py), rounded back to uint8."""
+    out = build_augmenter(cfg).augment(image, polygons, ignore, seed)
+    pixels = out.image
+    if out.jitter is not None:
+        batch = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].float()
+        factors, order = torch.from_numpy(out.jitter.factors)[None], torch.from_numpy(out.jitter.order)[None]
+        jittered = jitter_batch(batch, factors, order, torch.tensor([out.content_size]))
+        pixels = jittered[0].round().byte().permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(pixels), out.polygons, out.ignore
+
+
 def outputs_equal(a, b) -> bool:
     return (
         np.array_equal(a[0], b[0])
@@ -59,14 +80,13 @@ def outputs_equal(a, b) -> bool:
     )
 
 
-def test_polygons_move_with_the_pixels():
-    cfg = data_cfg()
-    augmenter = build_augmenter(cfg)
+def test_polygons_move_with_the_pixels(pipeline):
+    cfg = data_cfg(pipeline=pipeline)
     kernel = np.ones((5, 5), np.uint8)  # dilation by 2 px
     total_red = 0
     for seed in range(24):
         image, quads = red_scene(seed)
-        out, polygons, ignore = augmenter(image, quads, [False] * len(quads), seed)
+        out, polygons, ignore = augment(cfg, image, quads, [False] * len(quads), seed)
         assert out.shape == (96, 96, 3) and out.dtype == np.uint8
         red = red_mask(out)
         inside = cv2.dilate(polygon_mask(polygons, red.shape).astype(np.uint8), kernel).astype(bool)
@@ -80,77 +100,77 @@ def test_polygons_move_with_the_pixels():
     assert total_red > 24 * 200  # the scenes really were visible after augmentation
 
 
-def test_flip_keeps_the_polygon_winding_and_mirrors_text():
-    cfg = data_cfg(rotate=0.0, scale=(1.0, 1.0), flip=1.0)
+def test_flip_keeps_the_polygon_winding_and_mirrors_text(pipeline):
+    cfg = data_cfg(rotate=0.0, scale=(1.0, 1.0), flip=1.0, pipeline=pipeline)
     image, quads = red_scene(3, n=1)
-    out, polygons, _ = build_augmenter(cfg)(image, quads, [False], 0)
+    out, polygons, _ = augment(cfg, image, quads, [False], 0)
     assert np.sign(polygon_area(polygons[0])) == np.sign(polygon_area(quads[0]))
     assert polygons[0][:, 0].mean() > 96 - 1 - quads[0][:, 0].mean() * 96 / 160 - 2  # mirrored
     assert red_mask(out)[polygon_mask(polygons, out.shape[:2])].mean() > 0.8
 
 
-def test_same_seed_same_output_and_no_global_random_state():
-    cfg = data_cfg()
+def test_same_seed_same_output_and_no_global_random_state(pipeline):
+    cfg = data_cfg(pipeline=pipeline)
     image, quads = red_scene(1)
     ignore = [False, True, False]
     np.random.seed(1), random.seed(1), torch.manual_seed(1)
-    first = build_augmenter(cfg)(image, quads, ignore, 1234)
+    first = augment(cfg, image, quads, ignore, 1234)
     state = (np.random.get_state()[1].copy(), random.getstate(), torch.get_rng_state().clone())
     np.random.seed(99), random.seed(99), torch.manual_seed(99)
-    second = build_augmenter(cfg)(image, quads, ignore, 1234)
+    second = augment(cfg, image, quads, ignore, 1234)
     assert outputs_equal(first, second)
     np.random.seed(1), random.seed(1), torch.manual_seed(1)
-    build_augmenter(cfg)(image, quads, ignore, 5)
+    augment(cfg, image, quads, ignore, 5)
     after = (np.random.get_state()[1], random.getstate(), torch.get_rng_state())
     assert np.array_equal(state[0], after[0]) and state[1] == after[1] and torch.equal(state[2], after[2])
-    others = [build_augmenter(cfg)(image, quads, ignore, seed) for seed in (1235, 1236, 1237)]
+    others = [augment(cfg, image, quads, ignore, seed) for seed in (1235, 1236, 1237)]
     assert not any(outputs_equal(first, other) for other in others)
 
 
-def test_transforms_draw_independent_parameters():
+def test_transforms_draw_independent_parameters(pipeline):
     """albumentations 2.0.8's set_random_seed starts every transform from the same seed, which
     made "flip" and "brightness" strongly correlated (r = -0.86); one shared stream must not."""
-    cfg = data_cfg(scale=(1.0, 1.0), rotate=0.0, contrast=0.0, saturation=0.0, hue=0.0)
-    augmenter = build_augmenter(cfg)
+    cfg = data_cfg(scale=(1.0, 1.0), rotate=0.0, contrast=0.0, saturation=0.0, hue=0.0, pipeline=pipeline)
     image = np.full((96, 96, 3), 60, np.uint8)
     image[:, 48:] = 180
     everything = [np.array([[0, 0], [95, 0], [95, 95], [0, 95]], np.float32)]  # forces the full crop
     flips, brightness = [], []
     for seed in range(300):
-        out = augmenter(image, everything, [False], seed)[0].astype(np.float64)
+        out = augment(cfg, image, everything, [False], seed)[0].astype(np.float64)
         flips.append(out[:, :48].mean() > out[:, 48:].mean())
         brightness.append(out.mean() / image.mean())
     assert 0.4 < np.mean(flips) < 0.6 and np.ptp(brightness) > 0.3
     assert abs(np.corrcoef(flips, brightness)[0, 1]) < 0.2
 
 
-def test_disabled_augmentation_only_fits_and_pads():
-    cfg = DataConfig(train_size=(96, 96), augment=AugmentConfig(enabled=False))
+def test_disabled_augmentation_only_fits_and_pads(pipeline):
+    cfg = DataConfig(train_size=(96, 96), augment=AugmentConfig(enabled=False, pipeline=pipeline))
     image, quads = red_scene(2, h=128, w=160)
-    out, polygons, ignore = build_augmenter(cfg)(image, quads, [False, True, False], 7)
+    out, polygons, ignore = augment(cfg, image, quads, [False, True, False], 7)
     scale = np.array([96 / 160, 77 / 128], np.float32)  # the long side fits; 77 rows, padded to 96
     np.testing.assert_allclose(polygons[0], quads[0] * scale, rtol=1e-6)
     assert ignore == [False, True, False]
     assert np.array_equal(out[:77], cv2.resize(image, (96, 77), interpolation=cv2.INTER_AREA))
     assert not out[77:].any()
-    assert outputs_equal((out, polygons, ignore), build_augmenter(cfg)(image, quads, [False, True, False], 8))
+    assert outputs_equal((out, polygons, ignore), augment(cfg, image, quads, [False, True, False], 8))
 
 
-def test_images_without_text_and_annotations_beyond_the_image():
+def test_images_without_text_and_annotations_beyond_the_image(pipeline):
     image = np.full((128, 160, 3), GREY, np.uint8)
     for enabled in (True, False):
-        cfg = data_cfg(enabled=enabled)
-        out, polygons, ignore = build_augmenter(cfg)(image, [], [], 3)
+        cfg = data_cfg(enabled=enabled, pipeline=pipeline)
+        out, polygons, ignore = augment(cfg, image, [], [], 3)
         assert out.shape == (96, 96, 3) and polygons == [] and ignore == []
     beyond = np.array([[170, 10], [200, 10], [200, 30], [170, 30]], np.float32)  # right of the image
     inside = np.array([[10, 10], [60, 10], [60, 40], [10, 40]], np.float32)
-    out, polygons, ignore = build_augmenter(data_cfg(enabled=False))(image, [beyond, inside], [True, False], 3)
+    out, polygons, ignore = augment(
+        data_cfg(enabled=False, pipeline=pipeline), image, [beyond, inside], [True, False], 3
+    )
     assert ignore == [False] and np.allclose(polygons[0], inside * 0.6, atol=0.1)
 
 
-def test_crop_keeps_a_small_word_in_a_big_image():
-    cfg = data_cfg(rotate=10.0)
-    augmenter = build_augmenter(cfg)
+def test_crop_keeps_a_small_word_in_a_big_image(pipeline):
+    cfg = data_cfg(rotate=10.0, pipeline=pipeline)
     zoomed = 0
     for seed in range(30):
         rng = np.random.default_rng(seed)
@@ -158,7 +178,7 @@ def test_crop_keeps_a_small_word_in_a_big_image():
         x, y = rng.integers(10, 430), rng.integers(10, 380)
         word = np.array([[x, y], [x + 36, y], [x + 36, y + 12], [x, y + 12]], np.float32)
         cv2.fillPoly(image, [word.astype(np.int32)], RED)
-        out, polygons, _ = augmenter(image, [word], [False], seed)
+        out, polygons, _ = augment(cfg, image, [word], [False], seed)
         assert len(polygons) == 1, f"seed {seed}: word lost"
         assert polygons[0].min() >= -1 and polygons[0].max() <= 96, f"seed {seed}: word cut"
         assert red_mask(out).sum() > 0
@@ -191,7 +211,7 @@ def test_crop_window_never_cuts_care_text():
         assert inside >= 1 or not care
 
 
-def test_fixed_crop_keeps_the_scale_and_finds_text():
+def test_fixed_crop_keeps_the_scale_and_finds_text(pipeline):
     from ocrkit.core.config import AugmentConfig, DataConfig
 
     image = np.full((400, 480, 3), 200, np.uint8)
@@ -199,11 +219,13 @@ def test_fixed_crop_keeps_the_scale_and_finds_text():
     cv2.fillPoly(image, [word.astype(np.int32)], (10, 10, 10))
     cfg = DataConfig(
         train_size=(96, 128),
-        augment=AugmentConfig(crop="fixed", scale=(1.0, 1.0), rotate=0, brightness=0, contrast=0, saturation=0, hue=0),
+        augment=AugmentConfig(
+            crop="fixed", scale=(1.0, 1.0), rotate=0, brightness=0, contrast=0, saturation=0, hue=0, pipeline=pipeline
+        ),
     )
     found = 0
     for seed in range(20):
-        out, polys, flags = build_augmenter(cfg)(image, [word], [False], seed)
+        out, polys, flags = augment(cfg, image, [word], [False], seed)
         assert out.shape[:2] == (96, 128)
         if polys:
             found += 1
