@@ -32,12 +32,16 @@ def maps(
     growth: Annotated[
         bool, typer.Option("--growth/--no-growth", help="Also sweep polygon count and image size.")
     ] = True,
+    device_maps: Annotated[
+        str | None,
+        typer.Option(help="Also time the batched torch maps (data.label_maps=device) on this device: cpu, cuda."),
+    ] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
     """Label maps: production vs DB's own algorithm and the exact per-edge oracle (ms per image,
-    max difference from the oracle).
+    max difference from the oracle); with --device-maps, the batched torch maps beside them.
 
     Cases: dense = 100 random rotated quads per image; sparse = the real ICDAR-2015 sample;
     many-vertex = curved 16-32-point polygons; growth with polygon count (10/100/1000) and image
@@ -45,9 +49,11 @@ def maps(
     """
     from ocrkit.core.bench.maps import results_as_dicts, run_maps_bench  # torch, numba: only here
     from ocrkit.core.bench.runs import bench_document
+    from ocrkit.core.engine.device import resolve_device
 
     cfg = resolve_config(config, set_)
-    results = run_maps_bench(sample_dir, size, images, repeats, cfg.maps, growth)
+    device = resolve_device(device_maps) if device_maps else None
+    results = run_maps_bench(sample_dir, size, images, repeats, cfg.maps, growth, device)
     table = Table(title=f"DB label maps at {size[0]}×{size[1]}, ms per image (median of {repeats})")
     columns = (
         "case",
@@ -77,7 +83,26 @@ def maps(
             f"{r.db_max_thresh_diff:.1e}",
         )
     out_console.print(table)
+    if device is not None:
+        out_console.print(device_maps_table(results, repeats))
     write_document(bench_document("maps", results=results_as_dicts(results)), json_file)
+
+
+def device_maps_table(results, repeats: int) -> Table:
+    table = Table(title=f"batched torch maps on {results[0].device}, ms per image (median of {repeats})")
+    for column in ("case", "ocrkit ms", "plan ms", "device ms", "vs ocrkit", "max Δthresh", "masks equal"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            r.case,
+            f"{r.production_ms:.2f}",
+            f"{r.device_plan_ms:.2f}",
+            f"{r.device_draw_ms:.2f}",
+            f"{r.device_speedup:.2f}×",
+            f"{r.device_max_thresh_diff:.1e}",
+            str(r.device_masks_identical),
+        )
+    return table
 
 
 @app.command("cache")

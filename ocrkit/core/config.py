@@ -108,6 +108,11 @@ class DataConfig(Section):
         None, description="page-locked batches for the copy to the GPU; unset: on with CUDA"
     )
     prefetch_factor: int = Field(2, ge=1, description="batches each worker keeps ready")
+    label_maps: Literal["loader", "device"] = Field(
+        "loader",
+        description="where the DB maps of randomly augmented samples are drawn: loader (numba, per sample) "
+        "or device (the whole batch on the model's device; the loader only plans the polygon offsets)",
+    )
     augment: AugmentConfig = AugmentConfig()
 
     @field_validator("eval_size", "train_size")

@@ -325,3 +325,19 @@ def test_bench_predict_tiny_mode_times_every_stage_for_both_runtimes(synth, tmp_
         assert 1000 / sum(stages.values()) == pytest.approx(v["images_per_s"], rel=0.05)
         assert v["latency_ms"]["p50"] <= v["latency_ms"]["p90"] <= v["latency_ms"]["p99"]
     assert "slowest stage" in result.output
+
+
+def test_bench_maps_times_the_device_maps_beside_numba(tmp_path):
+    out = tmp_path / "maps.json"
+    args = ["--size", 128, 160, "--images", 2, "--repeats", 1, "--no-growth", "--device-maps", "cpu"]
+    result = run("bench", "maps", *args, "--json", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["results"]
+    assert [r["case"] for r in rows] == ["dense: 100 rotated quads", "many-vertex: 30 polygons of 16-32 points"]
+    for row in rows:
+        assert row["device"] == "cpu" and row["device_masks_identical"] and row["device_max_thresh_diff"] <= 1e-3
+        assert row["device_plan_ms"] > 0 and row["device_draw_ms"] > 0
+        assert row["device_speedup"] == pytest.approx(
+            row["production_ms"] / (row["device_plan_ms"] + row["device_draw_ms"])
+        )
+    assert "batched torch maps on cpu" in result.output

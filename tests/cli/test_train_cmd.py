@@ -345,3 +345,18 @@ def test_predict_refuses_several_processes(tmp_path):
             patch.setenv(key, value)
         with pytest.raises(OcrkitError, match="ocrkit predict runs in one process"):
             refuse_several_processes("predict")
+
+
+def test_label_maps_on_the_device_train_like_the_loader_maps(synth, tmp_path):
+    """data.label_maps = device: the same run step for step (the maps' masks are identical and
+    the threshold map agrees within float32 rounding, so the losses agree closely)."""
+    loader = train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "loader")
+    device = train(
+        synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "device", "--set", "data.label_maps=device"
+    )
+    assert loader.exit_code == 0 and device.exit_code == 0, device.output
+    first = _logged(tmp_path / "train" / "loader", "train/loss")
+    second = _logged(tmp_path / "train" / "device", "train/loss")
+    assert first.keys() == second.keys() and len(first) >= 2
+    for key in first:
+        assert float(second[key]) == pytest.approx(float(first[key]), rel=1e-3)

@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import default_collate
 
 from ocrkit.core.bench.runs import bench_document, bench_setup, train_variant
 from ocrkit.core.bench.timing import fixed_steps_variant
@@ -45,6 +44,7 @@ from ocrkit.core.data.dataset import (
     TrainDataset,
     batch_to_device,
     build_train_loader,
+    collate_train,
     default_workers,
     pin_memory_for,
 )
@@ -174,8 +174,15 @@ def _time_epoch(
 
 
 def _datasets(
-    cfg: OcrkitConfig, samples: list[Sample], store: Store, sources: list[str], pipelines: tuple[str, ...]
+    cfg: OcrkitConfig,
+    samples: list[Sample],
+    store: Store,
+    sources: list[str],
+    pipelines: tuple[str, ...],
+    device: torch.device,
 ) -> dict[Variant, TrainDataset]:
+    """One dataset per (pipeline, source); the fused pipeline's jitter goes where training would
+    put it for ``device`` (data.augment.jitter_on)."""
     out = {}
     preloaded = None
     if "preload" in sources:
@@ -186,7 +193,9 @@ def _datasets(
         for source in sources:
             use_store = store if source != "files" else None
             images = preloaded if source == "preload" else None
-            out[pipeline, source] = TrainDataset(samples, data_cfg, cfg.maps, cfg.train.seed, use_store, images)
+            out[pipeline, source] = TrainDataset(
+                samples, data_cfg, cfg.maps, cfg.train.seed, use_store, images, device.type
+            )
     return out
 
 
@@ -226,9 +235,9 @@ def time_stages(dataset: TrainDataset, cfg: OcrkitConfig, epoch: int, device: to
     clock = StageClock()
     for start in range(0, len(dataset) - batch_size + 1, batch_size):
         items = [dataset.item(index, clock) for index in range(start, start + batch_size)]
-        batch = default_collate(items)
+        batch = collate_train(items)
         clock.lap("collate")
-        on_device = batch_to_device(batch, device, cfg.data)
+        on_device = batch_to_device(batch, device, dataset.data_cfg, cfg.maps)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         del on_device
@@ -335,7 +344,7 @@ def run_data_bench(
     assert store is not None
     subset = samples[: max(epoch_images, 2 * cfg.train.batch_size)]
     try:
-        datasets = _datasets(scratch, subset, store, sources, pipelines)
+        datasets = _datasets(scratch, subset, store, sources, pipelines, device)
         bench = DataBench(
             cfg.train.batch_size,
             cfg.data.train_size,

@@ -8,6 +8,11 @@ repeated; medians per image and the speed-ups. Correctness is against the exact 
 map and masks identical, largest threshold-map difference); DB's own threshold map is not exact
 (law-of-cosines distance), and its largest difference from the oracle is reported beside it.
 
+With ``device`` set, the batched torch maps (data/device_maps.py, ``data.label_maps = device``)
+run beside them: the loader's part (DB's rules and the pyclipper offsets, ``plan_db_maps``) and
+the device's part (every image of the case drawn as one batch, synchronised), per image, with
+the same correctness checks against the oracle.
+
 Outputs are dropped as soon as they are made, as a training loader does once a batch is
 collated: holding every output alive instead measures fresh-page faults (on this VM up to 2 ms
 per image of four 640² maps) rather than the map code.
@@ -20,13 +25,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from ocrkit.core.bench.db_reference import db_reference_maps
 from ocrkit.core.bench.timing import median_seconds
 from ocrkit.core.config import MapsConfig
+from ocrkit.core.data.device_maps import device_db_maps
 from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.data.image import image_size
-from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, make_db_maps
+from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, make_db_maps, plan_db_maps
 from ocrkit.core.geometry.reference_maps import reference_db_maps
 from ocrkit.core.geometry.transform import plan_resize
 
@@ -46,6 +53,12 @@ class MapsCaseResult:
     max_thresh_diff: float  # production vs oracle
     binary_maps_identical: bool  # production vs oracle: shrink map, shrink mask, threshold mask
     db_max_thresh_diff: float  # DB's algorithm vs oracle (its distance shortcut)
+    device: str | None = None  # the batched torch maps' device, when measured
+    device_plan_ms: float | None = None  # the loader's part: rules and offsets
+    device_draw_ms: float | None = None  # the device's part, the case's images as one batch
+    device_speedup: float | None = None  # production / (plan + draw)
+    device_max_thresh_diff: float | None = None  # vs oracle
+    device_masks_identical: bool | None = None
 
 
 def random_rotated_quads(n: int, size: tuple[int, int], seed: int, scale: float = 1.0) -> list[np.ndarray]:
@@ -93,7 +106,14 @@ def sparse_case(sample_dir: Path, size: tuple[int, int]) -> Polygons:
     return out
 
 
-def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig, repeats: int) -> MapsCaseResult:
+def compare(
+    case: str,
+    layouts: Polygons,
+    size: tuple[int, int],
+    cfg: MapsConfig,
+    repeats: int,
+    device: torch.device | None = None,
+) -> MapsCaseResult:
     h, w = size
     max_diff, db_max_diff, identical = 0.0, 0.0, True
     for polygons, ignore in layouts:
@@ -112,7 +132,7 @@ def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig
         return median_seconds(run_all, repeats) / len(layouts) * 1e3
 
     db, oracle, production = (per_image_ms(fn) for fn in (db_reference_maps, reference_db_maps, make_db_maps))
-    return MapsCaseResult(
+    result = MapsCaseResult(
         case,
         len(layouts),
         size,
@@ -125,6 +145,39 @@ def compare(case: str, layouts: Polygons, size: tuple[int, int], cfg: MapsConfig
         identical,
         db_max_diff,
     )
+    if device is not None:
+        add_device_maps(result, layouts, cfg, repeats, device)
+    return result
+
+
+def add_device_maps(
+    result: MapsCaseResult, layouts: Polygons, cfg: MapsConfig, repeats: int, device: torch.device
+) -> None:
+    """The batched torch maps of the case: correctness against the oracle and per-image times."""
+    h, w = result.size
+
+    def plan_all():
+        return [plan_db_maps(polygons, ignore, h, w, cfg) for polygons, ignore in layouts]
+
+    plans = plan_all()
+    ours = device_db_maps(plans, h, w, cfg, device)
+    diff, identical = 0.0, True
+    for b, (polygons, ignore) in enumerate(layouts):
+        want = reference_db_maps(polygons, ignore, h, w, cfg)
+        diff = max(diff, float(np.abs(ours["thresh"][b].cpu().numpy() - want["thresh"]).max()))
+        identical &= all(np.array_equal(ours[k][b].cpu().numpy(), want[k]) for k in BINARY_MAP_KEYS)
+
+    def draw() -> None:
+        device_db_maps(plans, h, w, cfg, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    draw()  # warm-up: allocator, kernels
+    result.device = str(device)
+    result.device_plan_ms = median_seconds(plan_all, repeats) / len(layouts) * 1e3
+    result.device_draw_ms = median_seconds(draw, repeats) / len(layouts) * 1e3
+    result.device_speedup = result.production_ms / (result.device_plan_ms + result.device_draw_ms)
+    result.device_max_thresh_diff, result.device_masks_identical = diff, identical
 
 
 def run_maps_bench(
@@ -134,25 +187,24 @@ def run_maps_bench(
     repeats: int = 5,
     cfg: MapsConfig | None = None,
     growth: bool = True,
+    device: torch.device | None = None,
 ) -> list[MapsCaseResult]:
     cfg = cfg or MapsConfig()
-    results = [compare("dense: 100 rotated quads", dense_case(size, images), size, cfg, repeats)]
+
+    def case(name: str, layouts: Polygons, at: tuple[int, int] = size) -> MapsCaseResult:
+        return compare(name, layouts, at, cfg, repeats, device)
+
+    results = [case("dense: 100 rotated quads", dense_case(size, images))]
     if sample_dir is not None and (sample_dir / "images").is_dir():
-        results.append(compare("sparse: ICDAR-2015 sample", sparse_case(sample_dir, size), size, cfg, repeats))
-    results.append(
-        compare("many-vertex: 30 polygons of 16-32 points", many_vertex_case(size, images), size, cfg, repeats)
-    )
+        results.append(case("sparse: ICDAR-2015 sample", sparse_case(sample_dir, size)))
+    results.append(case("many-vertex: 30 polygons of 16-32 points", many_vertex_case(size, images)))
     if growth:
         few = max(1, images // 3)  # the sweeps' largest cases cost a reference second per image
         for count in (10, 100, 1000):
-            results.append(compare(f"count: {count} quads", dense_case(size, few, count), size, cfg, repeats))
+            results.append(case(f"count: {count} quads", dense_case(size, few, count)))
         for side in (320, 640, 1280):
             square = (side, side)
-            results.append(
-                compare(
-                    f"size: {side}x{side}, 100 quads", dense_case(square, few, 100, side / 640), square, cfg, repeats
-                )
-            )
+            results.append(case(f"size: {side}x{side}, 100 quads", dense_case(square, few, 100, side / 640), square))
     return results
 
 

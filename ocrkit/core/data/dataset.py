@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.augment import (
@@ -26,10 +26,11 @@ from ocrkit.core.data.augment import (
     device_jitter_wanted,
 )
 from ocrkit.core.data.cached import ImageLayer, MapsLayer
+from ocrkit.core.data.device_maps import device_db_maps
 from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.jitter import jitter_batch
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps
+from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps, plan_db_maps
 from ocrkit.core.machine import available_cpus
 from ocrkit.core.store.store import Store
 
@@ -98,6 +99,13 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
                 decoded, sample.polygons, sample.ignore, sample_seed(self.seed, self.epoch, index), clock
             )
             h, w = self.data_cfg.train_size
+            if self.data_cfg.label_maps == "device":  # drawn for the whole batch by batch_to_device
+                plan = plan_db_maps(augmented.polygons, augmented.ignore, h, w, self.maps_cfg)
+                clock.lap("maps")
+                item = to_item(augmented, {}, index)
+                item[MAP_PLAN] = plan  # type: ignore[assignment]
+                clock.lap("tensors")
+                return item
             maps = make_db_maps(augmented.polygons, augmented.ignore, h, w, self.maps_cfg, np.uint8).as_dict()
             clock.lap("maps")
         item = to_item(augmented, maps, index)
@@ -112,7 +120,7 @@ def to_item(augmented: Augmented, maps: dict[str, np.ndarray], index: int) -> di
     # channels first as a strided view: the collate's copy into the batch does the transpose
     item = {"image": torch.from_numpy(augmented.image).permute(2, 0, 1)}
     item["index"] = torch.tensor(index)  # which samples a batch holds (health diagnostics)
-    for key in MAP_KEYS:
+    for key in MAP_KEYS if maps else ():
         dtype = np.uint8 if key in BINARY_MAP_KEYS else np.float32
         item[key] = torch.from_numpy(np.ascontiguousarray(maps[key], dtype=dtype))
     if augmented.jitter is not None:
@@ -123,17 +131,36 @@ def to_item(augmented: Augmented, maps: dict[str, np.ndarray], index: int) -> di
 
 
 JITTER_KEYS = ("jitter", "jitter_order", "content_size")
+MAP_PLAN = "map_plan"  # an item's MapPlan when its maps are drawn on the device (data.label_maps)
+
+
+def collate_train(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate``, with the items' map plans (when there are) kept as a list."""
+    if MAP_PLAN not in items[0]:
+        return default_collate(items)
+    plans = [item[MAP_PLAN] for item in items]
+    batch = default_collate([{k: v for k, v in item.items() if k != MAP_PLAN} for item in items])
+    batch[MAP_PLAN] = plans
+    return batch
 
 
 def batch_to_device(
-    batch: dict[str, torch.Tensor], device: torch.device, data_cfg: DataConfig
+    batch: dict[str, Any], device: torch.device, data_cfg: DataConfig, maps_cfg: MapsConfig | None = None
 ) -> dict[str, torch.Tensor]:
     """A collated training batch on ``device`` as the model and loss take it: the image
     photometrically jittered there when the loader left that to the device (the fused pipeline;
     data/jitter.py), then normalised to float32 (``normalize_on_device``; without jitter
-    bit-identical to ``normalize``), every map float32."""
+    bit-identical to ``normalize``), every map float32, drawn there from the batch's map plans
+    when the loader left them to the device (data/device_maps.py; needs ``maps_cfg``)."""
     jitter = {key: batch[key] for key in JITTER_KEYS if key in batch}
-    out = {key: value.to(device, non_blocking=True) for key, value in batch.items() if key not in jitter}
+    plans = batch.get(MAP_PLAN)
+    skip = {*jitter, MAP_PLAN}
+    out = {key: value.to(device, non_blocking=True) for key, value in batch.items() if key not in skip}
+    if plans is not None:
+        if maps_cfg is None:
+            raise ValueError("a batch with map plans needs the maps config to draw them")
+        h, w = out["image"].shape[-2:]
+        out.update(device_db_maps(plans, h, w, maps_cfg, device))
     image = out["image"].float()
     if jitter:
         factors = jitter["jitter"].to(device, non_blocking=True)
@@ -268,6 +295,7 @@ def build_train_loader(
         num_workers=num_workers,
         drop_last=drop_last,
         pin_memory=pin_memory,
+        collate_fn=collate_train,
         generator=torch.Generator().manual_seed(seed + epoch),  # fixes the workers' base seed
         **worker_options,
     )

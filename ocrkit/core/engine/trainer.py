@@ -302,7 +302,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         totals = dict.fromkeys(LOSS_TAGS, 0.0)
         for i, batch in enumerate(micro_batches):
-            batch = batch_to_device(batch, self.device, self.cfg.data)
+            batch = batch_to_device(batch, self.device, self.cfg.data, self.cfg.maps)
             # several processes: gradients are averaged across ranks once per optimizer step, in
             # the last micro-batch's backward; the others only accumulate locally
             last = i == len(micro_batches) - 1

@@ -96,48 +96,46 @@ def clip_to_image(polygons: list[np.ndarray], h: int, w: int) -> list[np.ndarray
 
 
 @dataclass
-class _Shrunk:
-    """A polygon kept for the threshold map: its offset distance D and its offsetter."""
+class MapPlan:
+    """What the four maps of one image are drawn from, each entry one ``cv2.fillPoly`` call (the
+    numba path draws it here; data/device_maps.py draws the same plan on a torch device):
 
-    distance: float
-    offsetter: pyclipper.PyclipperOffset
+    - ``shrunk``: per kept polygon, the pieces of its shrink by D (int32), filled with 1;
+    - ``ignored``: the polygons (int32) set to 0 in the shrink mask;
+    - ``borders``: per kept polygon (clipped, float32), its D and its dilation by D (int32),
+      which is filled with 1 in the threshold mask and bounds its 1 − d/D band.
+    """
+
+    shrunk: list[list[np.ndarray]]
+    ignored: list[np.ndarray]
+    borders: list[tuple[np.ndarray, float, np.ndarray]]
 
 
-def draw_shrink(
-    polygons: list[np.ndarray], ignore: list[bool], shrink: np.ndarray, mask: np.ndarray, cfg: MapsConfig
-) -> list[_Shrunk | None]:
-    """Fill the shrink map (zeros) and shrink mask (ones); return per polygon its D and offsetter
-    (None where the polygon is ignored: the threshold map skips it)."""
-    kept: list[_Shrunk | None] = []
-    for polygon, flag in zip(polygons, ignore, strict=True):
-        shrunk, pieces = None, []
+def plan_db_maps(polygons: list[np.ndarray], ignore: list[bool], h: int, w: int, cfg: MapsConfig) -> MapPlan:
+    """DB's rules for polygons in the (h, w) image's own pixel coordinates: which are ignored, and
+    the offsets (pyclipper, round joins) of the kept ones."""
+    plan = MapPlan([], [], [])
+    for polygon, flag in zip(clip_to_image(polygons, h, w), ignore, strict=True):
+        pieces, distance, offsetter = [], 0.0, None
         if not flag:
             area, perimeter, shorter_side = polygon_measures(polygon)
             if shorter_side >= cfg.min_text_size and area >= 1 and perimeter > 0:
-                shrunk = _Shrunk(area * (1 - cfg.shrink_ratio**2) / perimeter, polygon_offsetter(polygon))
-                pieces = offset_pieces(shrunk.offsetter, -shrunk.distance)
-        if pieces:
-            cv2.fillPoly(shrink, pieces, 1.0)
-        else:
-            cv2.fillPoly(mask, [polygon.astype(np.int32)], 0.0)
-        kept.append(shrunk if pieces else None)  # an empty shrink: ignored, like DB
-    return kept
+                distance = area * (1 - cfg.shrink_ratio**2) / perimeter
+                offsetter = polygon_offsetter(polygon)
+                pieces = offset_pieces(offsetter, -distance)
+        if not pieces:  # don't-care, too small, or an empty shrink: ignored, like DB
+            plan.ignored.append(polygon.astype(np.int32))
+            continue
+        plan.shrunk.append(pieces)
+        assert offsetter is not None
+        dilated = offset_pieces(offsetter, distance)
+        if dilated:
+            plan.borders.append((polygon, distance, dilated[0]))
+    return plan
 
 
-def draw_border(polygon: np.ndarray, shrunk: _Shrunk, canvas: np.ndarray, mask: np.ndarray) -> None:
-    """Add one polygon's 1 − d/D border to ``canvas`` (max-merge) and its dilation by D to ``mask``."""
-    dilated = offset_pieces(shrunk.offsetter, shrunk.distance)
-    if dilated:
-        cv2.fillPoly(mask, [dilated[0]], 1.0)
-        draw_border_closeness(polygon, shrunk.distance, dilated[0], canvas)
-
-
-def make_db_maps(
-    polygons: list[np.ndarray], ignore: list[bool], h: int, w: int, cfg: MapsConfig, binary_dtype: type = np.float32
-) -> DBMaps:
-    """All four DB targets for polygons given in the (h, w) image's own pixel coordinates.
-    ``binary_dtype``: the dtype of the three 0/1 maps (the training loader asks for uint8, what
-    it batches them as, instead of converting float32 afterwards); the threshold map is float32."""
+def draw_plan(plan: MapPlan, h: int, w: int, cfg: MapsConfig, binary_dtype: type = np.float32) -> DBMaps:
+    """The four maps of ``plan`` (OpenCV fills, the compiled border kernel)."""
     if binary_dtype is np.float32:
         # One block for the four maps: numpy asks for huge pages for allocations of 4 MB and more,
         # while four separate 640² maps took ~1,600 page faults per image (3.9 ms of 4.3 measured)
@@ -146,14 +144,25 @@ def make_db_maps(
         shrink, shrink_mask, thresh_mask = np.zeros((3, h, w), dtype=binary_dtype)
         thresh = np.zeros((h, w), dtype=np.float32)
     shrink_mask.fill(1)
-    clipped = clip_to_image(polygons, h, w)
-    kept = draw_shrink(clipped, list(ignore), shrink, shrink_mask, cfg)
-    for polygon, shrunk in zip(clipped, kept, strict=True):
-        if shrunk is not None:
-            draw_border(polygon, shrunk, thresh, thresh_mask)
+    for pieces in plan.shrunk:
+        cv2.fillPoly(shrink, pieces, 1.0)
+    for polygon in plan.ignored:
+        cv2.fillPoly(shrink_mask, [polygon], 0.0)
+    for polygon, distance, dilated in plan.borders:
+        cv2.fillPoly(thresh_mask, [dilated], 1.0)
+        draw_border_closeness(polygon, distance, dilated, thresh)
     thresh *= np.float32(cfg.thresh_max - cfg.thresh_min)  # in place: a fresh 640² array costs
     thresh += np.float32(cfg.thresh_min)  # ~0.3 ms of page faults, as much as a sparse image's maps
     return DBMaps(shrink, shrink_mask, thresh, thresh_mask)
+
+
+def make_db_maps(
+    polygons: list[np.ndarray], ignore: list[bool], h: int, w: int, cfg: MapsConfig, binary_dtype: type = np.float32
+) -> DBMaps:
+    """All four DB targets for polygons given in the (h, w) image's own pixel coordinates.
+    ``binary_dtype``: the dtype of the three 0/1 maps (the training loader asks for uint8, what
+    it batches them as, instead of converting float32 afterwards); the threshold map is float32."""
+    return draw_plan(plan_db_maps(polygons, ignore, h, w, cfg), h, w, cfg, binary_dtype)
 
 
 def compile_kernels() -> None:

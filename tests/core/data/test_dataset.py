@@ -13,15 +13,18 @@ from conftest import STRONG_AUGMENT, data_cfg, make_icdar_dir, random_quad
 from ocrkit.core.config import DataConfig, MapsConfig
 from ocrkit.core.data.dataset import (
     MAP_KEYS,
+    MAP_PLAN,
     EpochSampler,
     TrainDataset,
     batch_to_device,
     build_train_loader,
+    collate_train,
     default_workers,
     pin_memory_for,
 )
 from ocrkit.core.data.formats import load_icdar_dir
 from ocrkit.core.data.image import normalize
+from ocrkit.core.geometry.maps import BINARY_MAP_KEYS
 
 STRONG = STRONG_AUGMENT
 
@@ -232,3 +235,24 @@ def test_pin_memory_only_for_a_cuda_model_unless_set():
     assert pin_memory_for(DataConfig(), cpu) is False and pin_memory_for(DataConfig(), cuda) is True
     assert pin_memory_for(DataConfig(pin_memory=False), cuda) is False
     assert pin_memory_for(DataConfig(pin_memory=True), cpu) is True
+
+
+def test_the_dataset_leaves_the_maps_to_the_device_and_gets_the_same_maps(dark_text):
+    """The same samples with label_maps loader and device: identical masks, threshold within
+    1e-3, identical images; the items of the device variant carry their plan instead of maps."""
+    loader_cfg = DataConfig(train_size=(64, 96))
+    device_cfg = loader_cfg.model_copy(update={"label_maps": "device"})
+    loader = TrainDataset(dark_text, loader_cfg, MapsConfig(), seed=4)
+    device = TrainDataset(dark_text, device_cfg, MapsConfig(), seed=4)
+    items = [device[i] for i in range(len(dark_text))]
+    assert MAP_PLAN in items[0] and "shrink" not in items[0]
+    on_device = batch_to_device(collate_train(items), torch.device("cpu"), device_cfg, MapsConfig())
+    reference = batch_to_device(
+        collate_train([loader[i] for i in range(len(dark_text))]), torch.device("cpu"), loader_cfg
+    )
+    assert set(on_device) == set(reference)
+    assert torch.equal(on_device["image"], reference["image"])
+    for key in BINARY_MAP_KEYS:
+        assert torch.equal(on_device[key], reference[key]), key
+    assert (on_device["thresh"] - reference["thresh"]).abs().max() <= 1e-3
+    assert reference["shrink"].sum() > 0  # the samples have text to compare
