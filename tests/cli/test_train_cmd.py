@@ -2,6 +2,7 @@
 --profile, errors."""
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -360,3 +361,9 @@ def test_label_maps_on_the_device_train_like_the_loader_maps(synth, tmp_path):
     assert first.keys() == second.keys() and len(first) >= 2
     for key in first:
         assert float(second[key]) == pytest.approx(float(first[key]), rel=1e-3)
+    # what a GPU run does by default: the jitter on the device too (float ops, not uint8 ones)
+    both = ("--set", "data.label_maps=device", "--set", "data.augment.jitter_on=device")
+    gpu_like = train(synth, tmp_path, "--epochs", 1, "--batch-size", 4, "--name", "gpu-like", *both)
+    assert gpu_like.exit_code == 0, gpu_like.output
+    third = _logged(tmp_path / "train" / "gpu-like", "train/loss")
+    assert third.keys() == first.keys() and all(math.isfinite(float(v)) for v in third.values())
