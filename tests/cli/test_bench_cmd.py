@@ -59,12 +59,13 @@ def test_bench_trains_every_precision_from_the_same_start_and_reports(synth, tmp
         assert row["delta_hmean"] == pytest.approx(row["hmean"] - rows["32-true"]["hmean"])
         assert row["verdict"] in ("REF", "PASS", "FAIL", "INCONCLUSIVE")
         # TFLOP/s from the same FLOPs per image at each precision's img/s; MFU against the peak
-        # measured on this CPU in the precision's own matmul dtype
+        # measured on this CPU: float32's, or a 16-bit matmul's where that is faster
         assert row["tflops"] / row["images_per_s"] == pytest.approx(
             rows["32-true"]["tflops"] / rows["32-true"]["images_per_s"]
         )
         assert row["mfu"] == pytest.approx(row["tflops"] / row["peak_tflops"])
-    assert [rows[p]["peak_source"].split()[1] for p in rows] == ["float32", "bfloat16", "float16"]
+    assert all(rows[p]["peak_source"].startswith("measured: ") for p in rows)
+    assert "float16" in rows["16-mixed"]["peak_source"] and "bfloat16" in rows["bf16-mixed"]["peak_source"]
     assert "MFU" in result.output
     assert rows["16-mixed"]["min_scale"] is not None and rows["bf16-mixed"]["min_scale"] is None
     assert (tmp_path / "bench" / "fp16-vs-fp32" / "results.json").is_file()
