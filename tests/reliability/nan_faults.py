@@ -81,8 +81,8 @@ def install(monkeypatch: pytest.MonkeyPatch, fault: Fault, probe: bool = False) 
     if fault.kind == "batch":
         real_to_device = trainer_module.batch_to_device
 
-        def to_device(batch: dict, device: torch.device, data_cfg: Any) -> dict:
-            out = real_to_device(batch, device, data_cfg)
+        def to_device(batch: dict, device: torch.device, data_cfg: Any, maps_cfg: Any = None) -> dict:
+            out = real_to_device(batch, device, data_cfg, maps_cfg)
             if fault.due() and not fault.fired:
                 out["image"][0, :, 0, 0] = fault.value
                 fault.poisoned_index, fault.fired = int(out["index"][0]), fault.fired + 1
