@@ -137,9 +137,12 @@ def test_one_batch_loss_under_autocast_matches_fp32(synth, dtype):
     assert outputs["prob_logits"].dtype == dtype  # autocast really ran the convolutions low
     with torch.no_grad():
         low = loss_fn(outputs, batch)
+    # within a few units of the format's rounding: fp16 keeps 11 bits (4.9e-4), bf16 8 (3.9e-3);
+    # bf16's threshold loss measured 3.8e-3 off on the fused pipeline's batch, 1e-3 on the chain's
+    rel = 1e-3 if dtype == torch.float16 else 1e-2
     for term in ("loss", "loss_prob", "loss_thresh", "loss_binary"):
         assert low[term].dtype == torch.float32
-        assert float(low[term]) == pytest.approx(float(reference[term]), rel=1e-3), term
+        assert float(low[term]) == pytest.approx(float(reference[term]), rel=rel), term
 
 
 def test_large_map_dice_stays_finite_where_a_fp16_sum_overflows():

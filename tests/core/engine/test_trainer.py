@@ -82,7 +82,10 @@ def test_channels_last_trains_the_same_numbers_in_nhwc(synth, tmp_path):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     plain_losses, nhwc_losses = plain.fit().losses, nhwc.fit().losses
     assert len(nhwc_losses) == 3
-    # a layout change, not a numerics change: the same first loss up to summation order; after
-    # two AdamW steps (which normalize tiny gradient differences) still within 1e-3
+    # a layout change, not a numerics change: the same first loss up to summation order. AdamW
+    # then moves every weight by about lr whatever its gradient's size, so a near-zero gradient
+    # whose sign the summation order flips moves its weight the other way: after two steps the
+    # losses measured within 1e-3 on the albumentations chain's batches and 7.4e-3 on the fused
+    # pipeline's; a real layout bug is off from the first loss
     assert nhwc_losses[0] == pytest.approx(plain_losses[0], rel=1e-5)
-    assert nhwc_losses == pytest.approx(plain_losses, rel=1e-3)
+    assert nhwc_losses == pytest.approx(plain_losses, rel=2e-2)
