@@ -28,6 +28,7 @@ is never read.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -218,13 +219,28 @@ class FusedAugmenter(_Pipeline):
         return matrix, fit, kept, kept_flags
 
 
+AREA_BELOW = 0.75  # a net scale below this is reached with an area resize first (see warp_to_fit)
+
+
 def warp_to_fit(image: np.ndarray, matrix: np.ndarray, fit: ResizeTransform) -> np.ndarray:
     """The training input, RGBA (H, W, 4) uint8 at the fit's padded size: ``image`` warped by
     ``matrix`` (edge convention) into the content, zero padding around it; the caller takes the
     RGB channels as a view. One bilinear ``warpAffine`` written straight into place, on four
     channels because OpenCV's vectorised bilinear path takes 4-channel images: 2-3× faster than
-    3 channels here, for a 0.1 ms RGB → RGBA conversion (``ocrkit bench data`` shows the stage)."""
+    3 channels here, for a 0.1 ms RGB → RGBA conversion (``ocrkit bench data`` shows the stage).
+
+    A bilinear warp that shrinks by more than 1 / ``AREA_BELOW`` skips source pixels (aliasing),
+    where the chain shrank with an area resize. So a strong shrink is split: an area resize of
+    the source by the matrix's scale, then the warp of what remains (the rotation, at about scale
+    1), its matrix corrected by the resize's exact per-axis factors, so that the pixels still land
+    where the polygons do."""
     (ch, cw), (ph, pw) = fit.content_size, fit.padded_size
+    scale = math.sqrt(abs(float(np.linalg.det(matrix[:2, :2]))))
+    if scale < AREA_BELOW:
+        h, w = image.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        matrix = matrix @ affine.scaling(w / size[0], h / size[1])
     out = np.zeros((ph, pw, 4), np.uint8)
     cv2.warpAffine(
         cv2.cvtColor(image, cv2.COLOR_RGB2RGBA),

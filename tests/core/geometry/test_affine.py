@@ -87,3 +87,29 @@ def test_fused_warp_moves_polygons_exactly_as_it_moves_pixels(crop):
             )
             compared += inside.sum() > 0
     assert compared >= 30
+
+
+def test_a_strong_shrink_is_area_resized_first_and_still_lands_on_the_polygon(monkeypatch):
+    """Below AREA_BELOW the warp first area-resizes the source (no skipped pixels), and the
+    corrected matrix puts the pixels where the same matrix puts the polygon."""
+    import ocrkit.core.data.augment as augment
+
+    resized = []
+    real_resize = augment.cv2.resize
+    monkeypatch.setattr(augment.cv2, "resize", lambda *a, **k: resized.append(a[1]) or real_resize(*a, **k))
+    h, w = 301, 397
+    quad = np.array([[40.5, 60.25], [350, 80], [330, 250.5], [60, 230]], np.float32)
+    image = np.repeat(render([quad], (h, w))[..., None], 3, axis=2)
+    matrix, canvas = affine.fit_canvas(affine.rotation_scaling(0.3, 17.0), (h, w))
+    fit = plan_resize(canvas, canvas, keep_ratio=True, pad_to_target=True)
+    warped = warp_to_fit(image, matrix, fit)[..., 0]
+    assert resized == [(round(w * 0.3), round(h * 0.3))]
+    expected = render([affine.apply(matrix, quad)], fit.padded_size) > 0
+    rim = cv2.dilate(cv2.Canny(expected.astype(np.uint8) * 255, 1, 1), np.ones((5, 5), np.uint8)) > 0
+    assert (warped[expected & ~rim] > 127).all() and (warped[~expected & ~rim] <= 127).all()
+    assert (expected & ~rim).sum() > 500
+    # an ordinary shrink (above AREA_BELOW) is one warp, no resize
+    resized.clear()
+    matrix, canvas = affine.fit_canvas(affine.rotation_scaling(0.8, 17.0), (h, w))
+    warp_to_fit(image, matrix, plan_resize(canvas, canvas, keep_ratio=True, pad_to_target=True))
+    assert resized == []
