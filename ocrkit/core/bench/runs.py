@@ -53,7 +53,7 @@ def train_variant(
     run_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Trainer(variant, run_dir, TrainData(variant, train, val), device, progress=progress).fit()
+        return Trainer(variant, run_dir, TrainData(variant, train, val, device=device), device, progress=progress).fit()
 
 
 def bench_document(benchmark: str, **fields: Any) -> dict[str, Any]:

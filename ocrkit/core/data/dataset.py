@@ -30,7 +30,14 @@ from ocrkit.core.data.device_maps import device_db_maps
 from ocrkit.core.data.image import normalize_on_device
 from ocrkit.core.data.jitter import jitter_batch
 from ocrkit.core.data.sample import Sample
-from ocrkit.core.geometry.maps import BINARY_MAP_KEYS, MAP_KEYS, compile_kernels, make_db_maps, plan_db_maps
+from ocrkit.core.geometry.maps import (
+    BINARY_MAP_KEYS,
+    MAP_KEYS,
+    MapPlan,
+    compile_kernels,
+    make_db_maps,
+    plan_db_maps,
+)
 from ocrkit.core.machine import available_cpus
 from ocrkit.core.store.store import Store
 
@@ -87,6 +94,7 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
         """The training item of ``index``; ``clock`` is told where the time went (read,
         geometric, photometric, maps, tensors)."""
         sample = self.samples[index]
+        plan: MapPlan | None = None
         if self.stored_maps is not None:
             image, maps = self.stored_maps.sample(sample, self.images)
             clock.lap("read")
@@ -100,15 +108,13 @@ class TrainDataset(Dataset[dict[str, torch.Tensor]]):
             )
             h, w = self.data_cfg.train_size
             if self.data_cfg.label_maps == "device":  # drawn for the whole batch by batch_to_device
-                plan = plan_db_maps(augmented.polygons, augmented.ignore, h, w, self.maps_cfg)
-                clock.lap("maps")
-                item = to_item(augmented, {}, index)
-                item[MAP_PLAN] = plan  # type: ignore[assignment]
-                clock.lap("tensors")
-                return item
-            maps = make_db_maps(augmented.polygons, augmented.ignore, h, w, self.maps_cfg, np.uint8).as_dict()
+                plan, maps = plan_db_maps(augmented.polygons, augmented.ignore, h, w, self.maps_cfg), {}
+            else:
+                maps = make_db_maps(augmented.polygons, augmented.ignore, h, w, self.maps_cfg, np.uint8).as_dict()
             clock.lap("maps")
         item = to_item(augmented, maps, index)
+        if plan is not None:
+            item[MAP_PLAN] = plan  # type: ignore[assignment]
         clock.lap("tensors")
         return item
 

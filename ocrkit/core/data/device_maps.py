@@ -58,13 +58,12 @@ def border_closeness(plans: list[MapPlan], h: int, w: int, device: torch.device)
     counts = np.where((widths > 0) & (heights > 0), widths * heights, 0)
     most = max(len(polygon) for _, polygon, _, _ in borders)
     starts = np.zeros((len(borders), most, 2), np.float32)
+    ends = np.zeros_like(starts)
     valid = np.zeros((len(borders), most), bool)
     for i, (_, polygon, _, _) in enumerate(borders):
         starts[i, : len(polygon)] = polygon
-        valid[i, : len(polygon)] = True
-    ends = np.zeros_like(starts)
-    for i, (_, polygon, _, _) in enumerate(borders):
         ends[i, : len(polygon)] = np.roll(polygon, -1, axis=0)
+        valid[i, : len(polygon)] = True
     t = {  # per polygon, on the device
         "image": torch.tensor([b for b, _, _, _ in borders], device=device),
         "distance": torch.tensor([d for _, _, d, _ in borders], dtype=torch.float32, device=device),

@@ -47,7 +47,8 @@ class TrainData:
     """The training and validation samples with the store, preload, dataset and loaders they use.
 
     Reads ``data``, ``maps``, ``cache`` and, of ``train``, ``seed``, ``batch_size`` and
-    ``accumulate``. ``say`` receives the one-line notes set-up makes (the preload's size).
+    ``accumulate``. ``say`` receives the one-line notes set-up makes (the preload's size); ``device``
+    is the model's, where the fused pipeline's jitter goes when it is a GPU (data.augment.jitter_on).
     """
 
     def __init__(
@@ -57,13 +58,14 @@ class TrainData:
         val: list[Sample],
         shard: Shard = Shard(),
         say: Callable[[str], None] = lambda text: None,
+        device: torch.device | None = None,
     ):
         if len(train) == 0:
             raise OcrkitError("the training set is empty")
         self.cfg, self.train, self.val, self.shard = cfg, train, val, shard
         self.store: Store | None = open_data_store(cfg.cache)
         self.dataset = TrainDataset(
-            train, cfg.data, cfg.maps, cfg.train.seed, self.store, self._preload(say), model_device_type(cfg)
+            train, cfg.data, cfg.maps, cfg.train.seed, self.store, self._preload(say), device.type if device else "cpu"
         )
         self.cache_stats = EpochCacheStats(self.store) if self.store is not None else None
         share = math.ceil(len(train) / shard.world_size)  # this rank's samples per epoch
@@ -147,12 +149,6 @@ class TrainData:
     def close(self) -> None:
         if self.store is not None:
             self.store.flush_stats()
-
-
-def model_device_type(cfg: OcrkitConfig) -> str:
-    """``cuda`` or ``cpu``: the type of device ``train.device`` resolves to (engine/device.py
-    checks the rest)."""
-    return "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 def input_error_from_worker(error: RuntimeError) -> OcrkitError | None:

@@ -144,7 +144,7 @@ def run_training(
             choose_precision(plan.cfg, dist.device, run_dir, progress)
             save_config(plan.cfg, run_dir / "config.toml")  # with the precision the run really uses
         plan.cfg.train.precision = dist.broadcast_object(plan.cfg.train.precision)
-        data = TrainData(plan.cfg, plan.train, plan.val, shard=dist.shard, say=progress.message)
+        data = TrainData(plan.cfg, plan.train, plan.val, shard=dist.shard, say=progress.message, device=dist.device)
         trainer = Trainer(plan.cfg, run_dir, data, dist.device, resume_state, init_state, progress, dist, pretrained)
         progress.message(trainer.global_batch_line())
         return trainer.fit()
